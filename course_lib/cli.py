@@ -12,12 +12,21 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("course_lib.simulate", "write a seeded synthetic cohort in the MIMIC-III CSV layout"),
-    "summary": ("course_lib.summary", "print counts, quantiles and top codes of a cohort; save plots"),
+    "simulate": (
+        "course_lib.simulate",
+        "write a seeded synthetic cohort in the MIMIC-III CSV layout",
+    ),
+    "summary": (
+        "course_lib.summary",
+        "print counts, quantiles and top codes of a cohort; save plots",
+    ),
     "train": ("course_lib.training", "train a PromptBart model on a cohort"),
     "generate": ("course_lib.generation", "generate synthetic patients with a trained run"),
     "evaluate": ("course_lib.evaluation.report", "compare a synthetic cohort with real data"),
-    "pipeline": ("course_lib.pipeline", "train tiny -> generate -> evaluate on a cohort (the main job)"),
+    "pipeline": (
+        "course_lib.pipeline",
+        "train tiny -> generate -> evaluate on a cohort (the main job)",
+    ),
 }
 
 

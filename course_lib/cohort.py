@@ -69,5 +69,7 @@ class Cohort:
         patients = [p for p in self.patients if p.subject_id in wanted]
         outcomes = None
         if self.outcomes is not None:
-            outcomes = self.outcomes[self.outcomes["SUBJECT_ID"].isin(wanted)].reset_index(drop=True)
+            outcomes = self.outcomes[self.outcomes["SUBJECT_ID"].isin(wanted)].reset_index(
+                drop=True
+            )
         return Cohort(patients, outcomes, list(self.notes))

@@ -19,7 +19,7 @@ class Preset:
     decoder_layers: int
     attention_heads: int
     ffn_dim: int
-    max_length: int
+    max_sequence_length: int
     batch_size: int
     epochs: int
     learning_rate: float

@@ -37,7 +37,9 @@ def main(source: Path) -> None:
         reader = csv.reader(handle, delimiter="|", quotechar='"')
         next(reader)
         for code, long_desc, short_desc in reader:
-            rows.append((code.strip(), chapter_of(code.strip()), short_desc.strip(), long_desc.strip()))
+            rows.append(
+                (code.strip(), chapter_of(code.strip()), short_desc.strip(), long_desc.strip())
+            )
     text = "code\tchapter\tshort_description\tlong_description\n"
     text += "".join("\t".join(row) + "\n" for row in rows)
     (RESOURCES / "icd9cm_v32_dx.tsv.gz").write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))

@@ -1,0 +1,354 @@
+"""Generating synthetic patients with ``model.generate()`` and logits processors (lesson 08).
+
+Three processors shape what the sampler may emit, each a ``transformers.LogitsProcessor``:
+
+- :class:`PatientGrammarProcessor` keeps sequences well formed: codes only inside a visit,
+  no empty visits, never ``<pad>``/``<patient>``/``<mask>``/``<unk>``.
+- :class:`NoRepeatCodeProcessor` bans a code already in the current visit (the brief's
+  duplicate criterion) or, as an option, anywhere in the patient. Unlike
+  ``no_repeat_ngram_size=1`` it leaves visit markers and later visits alone.
+- :class:`ValidityProcessor` masks codes that the Medicare Code Editor forbids for the
+  patient's age and sex (rule-constrained decoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from course_lib import icd9
+from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.tokens import (
+    BOS_ID,
+    EOS_ID,
+    MASK_ID,
+    PAD_ID,
+    UNK_ID,
+    VISIT_END_ID,
+    VISIT_START_ID,
+    Vocabulary,
+)
+
+SEX_ORDER = ("F", "M")  # x_cat index -> sex; matches course_lib.dataset.SEX_TO_INDEX
+DUPLICATE_SCOPES = ("visit", "patient", "none")
+
+
+def _code_mask(vocabulary: Vocabulary, device) -> torch.Tensor:
+    mask = torch.zeros(len(vocabulary), dtype=torch.bool, device=device)
+    mask[list(vocabulary.code_ids)] = True
+    return mask
+
+
+class PatientGrammarProcessor(LogitsProcessor):
+    """Allow only tokens that keep ``<visit> codes </visit> ... </patient>`` well formed.
+
+    Outside a visit the next token is ``<visit>`` or ``</patient>`` (the latter only after
+    at least one visit); right after ``<visit>`` it is a code; later in a visit, a code or
+    ``</visit>``. A visit is closed when it reaches ``max_codes_per_visit``.
+    """
+
+    def __init__(self, vocabulary: Vocabulary, max_codes_per_visit: int = 40):
+        self.code_mask = _code_mask(vocabulary, "cpu")
+        self.max_codes_per_visit = max_codes_per_visit
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        code_mask = self.code_mask.to(scores.device)
+        last = input_ids[:, -1]
+        opened = input_ids.eq(VISIT_START_ID).cumsum(1)
+        closed = input_ids.eq(VISIT_END_ID).cumsum(1)
+        inside = opened[:, -1] > closed[:, -1]
+        # codes since the last <visit>: positions after the last opening, inside the visit
+        in_current = opened.eq(opened[:, -1:]) & inside.unsqueeze(1)
+        n_codes = (in_current & code_mask[input_ids]).sum(1)
+
+        allowed = torch.zeros_like(scores, dtype=torch.bool)
+        outside = ~inside
+        allowed[outside, VISIT_START_ID] = True
+        allowed[outside & (opened[:, -1] > 0), EOS_ID] = True
+        may_add_code = inside & (n_codes < self.max_codes_per_visit)
+        allowed[may_add_code] |= code_mask
+        allowed[inside & last.ne(VISIT_START_ID), VISIT_END_ID] = True
+        # finished sequences (after </patient>) keep producing padding, which generate ignores
+        done = input_ids.eq(EOS_ID).any(1)
+        allowed[done] = False
+        allowed[done, PAD_ID] = True
+        return scores.masked_fill(~allowed, -float("inf"))
+
+
+class NoRepeatCodeProcessor(LogitsProcessor):
+    """Ban a code that already appears in the current visit (``scope="visit"``) or in the
+    patient so far (``scope="patient"``). Special tokens are never banned."""
+
+    def __init__(self, vocabulary: Vocabulary, scope: str = "visit"):
+        if scope not in ("visit", "patient"):
+            raise ValueError(f"scope must be 'visit' or 'patient', got {scope!r}")
+        self.code_mask = _code_mask(vocabulary, "cpu")
+        self.scope = scope
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        is_code = self.code_mask.to(scores.device)[input_ids]
+        if self.scope == "visit":
+            visit_index = input_ids.eq(VISIT_START_ID).cumsum(1)
+            is_code &= visit_index.eq(visit_index[:, -1:])
+        seen = torch.zeros_like(scores, dtype=torch.bool)
+        seen.scatter_(1, input_ids, is_code)  # a non-code position writes False: harmless
+        seen[:, : UNK_ID + 1] = False
+        return scores.masked_fill(seen, -float("inf"))
+
+
+class ValidityProcessor(LogitsProcessor):
+    """Mask every code the MCE rules forbid for each sequence's age and sex.
+
+    ``ages`` are years, ``sexes`` ``"F"``/``"M"``, one per sequence in the batch (repeat them
+    yourself for ``num_return_sequences > 1``). Masks are cached per (whole year, sex).
+    """
+
+    _cache: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def __init__(self, vocabulary: Vocabulary, ages: Sequence[float], sexes: Sequence[str]):
+        self.invalid = torch.stack(
+            [self.invalid_mask(vocabulary, age, sex) for age, sex in zip(ages, sexes, strict=True)]
+        )
+
+    @classmethod
+    def invalid_mask(cls, vocabulary: Vocabulary, age: float, sex: str) -> torch.Tensor:
+        key = (id(vocabulary), int(age), sex)
+        if key not in cls._cache:
+            mask = torch.zeros(len(vocabulary), dtype=torch.bool)
+            for token_id in vocabulary.code_ids:
+                code = vocabulary.id_to_code(token_id)
+                mask[token_id] = icd9.rules_for(code) != () and not icd9.is_valid_for(
+                    code, age, sex
+                )
+            cls._cache[key] = mask
+        return cls._cache[key]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return scores.masked_fill(self.invalid.to(scores.device), -float("inf"))
+
+
+def build_processors(
+    vocabulary: Vocabulary,
+    ages: Sequence[float],
+    sexes: Sequence[str],
+    *,
+    no_duplicates: str = "visit",
+    validity: bool = False,
+    grammar: bool = True,
+) -> LogitsProcessorList:
+    """The processors for one batch, in the order they apply."""
+    if no_duplicates not in DUPLICATE_SCOPES:
+        raise ValueError(f"no_duplicates must be one of {DUPLICATE_SCOPES}, got {no_duplicates!r}")
+    processors = LogitsProcessorList()
+    if grammar:
+        processors.append(PatientGrammarProcessor(vocabulary))
+    if no_duplicates != "none":
+        processors.append(NoRepeatCodeProcessor(vocabulary, no_duplicates))
+    if validity:
+        processors.append(ValidityProcessor(vocabulary, ages, sexes))
+    return processors
+
+
+def demographics_tensors(
+    ages: Sequence[float], sexes: Sequence[str], normalizer, device="cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x_num [n, 1]`` (normalised age) and ``x_cat [n, 1]`` (sex index) for ``generate``."""
+    unknown = sorted(set(sexes) - set(SEX_ORDER))
+    if unknown:
+        raise ValueError(f"sex must be one of {SEX_ORDER}, got {unknown}")
+    x_num = torch.tensor(
+        [[normalizer.normalize(a)] for a in ages], dtype=torch.float32, device=device
+    )
+    x_cat = torch.tensor([[SEX_ORDER.index(s)] for s in sexes], dtype=torch.long, device=device)
+    return x_num, x_cat
+
+
+@torch.no_grad()
+def generate_patients(
+    model,
+    vocabulary: Vocabulary,
+    normalizer,
+    ages: Sequence[float],
+    sexes: Sequence[str],
+    *,
+    batch_size: int = 256,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    no_duplicates: str = "visit",
+    validity: bool = False,
+    seed: int = 0,
+    first_subject_id: int = 1,
+    progress: bool = False,
+) -> Cohort:
+    """Sample one patient per (age, sex) with the KV-cached ``model.generate``.
+
+    Visits of a generated patient all carry the prompt age: the model writes no time gaps.
+    """
+    if len(ages) != len(sexes):
+        raise ValueError(f"ages ({len(ages)}) and sexes ({len(sexes)}) differ in length")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    model.eval()
+    torch.manual_seed(seed)
+    patients: list[Patient] = []
+    starts = range(0, len(ages), batch_size)
+    for start in tqdm(starts, desc="generating", disable=not progress, unit="batch"):
+        batch_ages = list(ages[start : start + batch_size])
+        batch_sexes = list(sexes[start : start + batch_size])
+        x_num, x_cat = demographics_tensors(batch_ages, batch_sexes, normalizer, model.device)
+        sequences = model.generate(
+            x_num=x_num,
+            x_cat=x_cat,
+            do_sample=True,
+            temperature=temperature,
+            top_k=top_k if top_k is not None else 0,
+            top_p=top_p if top_p is not None else 1.0,
+            max_new_tokens=max_new_tokens or model.config.max_sequence_length - 1,
+            logits_processor=build_processors(
+                vocabulary, batch_ages, batch_sexes, no_duplicates=no_duplicates, validity=validity
+            ),
+            pad_token_id=PAD_ID,
+            eos_token_id=EOS_ID,
+            decoder_start_token_id=BOS_ID,
+        )
+        for offset, ids in enumerate(sequences.tolist()):
+            age, sex = batch_ages[offset], batch_sexes[offset]
+            visits = [
+                Visit(codes=codes, age=float(age)) for codes in vocabulary.decode(ids) if codes
+            ]
+            patients.append(
+                Patient(
+                    subject_id=first_subject_id + start + offset,
+                    sex=sex,
+                    age=float(age),
+                    visits=visits,
+                )
+            )
+    return Cohort(patients)
+
+
+@torch.no_grad()
+def naive_generate(
+    model, x_num: torch.Tensor, x_cat: torch.Tensor, max_new_tokens: int, processors=None
+) -> torch.Tensor:
+    """A manual sampling loop without the KV cache: every step re-runs the whole decoder.
+
+    Kept for lesson 08 and the benchmark; :func:`generate_patients` is what to use.
+    """
+    model.eval()
+    device = model.device
+    x_num, x_cat = x_num.to(device), x_cat.to(device)
+    encoder_input = torch.full((x_num.shape[0], 1), MASK_ID, dtype=torch.long, device=device)
+    encoder_hidden, attention_mask = model.encode(encoder_input, None, x_num, x_cat)
+    sequences = torch.full((x_num.shape[0], 1), BOS_ID, dtype=torch.long, device=device)
+    finished = torch.zeros(x_num.shape[0], dtype=torch.bool, device=device)
+    for _ in range(max_new_tokens):
+        logits = model(
+            decoder_input_ids=sequences,
+            attention_mask=attention_mask,
+            encoder_outputs=(encoder_hidden,),
+            x_num=x_num,
+            x_cat=x_cat,
+            use_cache=False,
+        ).logits[:, -1]
+        if processors is not None:
+            logits = processors(sequences, logits)
+        next_tokens = torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(1)
+        next_tokens = next_tokens.masked_fill(finished, PAD_ID)
+        sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
+        finished |= next_tokens.eq(EOS_ID)
+        if finished.all():
+            break
+    return sequences
+
+
+def sample_demographics(
+    reference: pd.DataFrame, n: int, seed: int = 0
+) -> tuple[list[float], list[str]]:
+    """Draw ``n`` (age, sex) pairs with replacement from a table with ``age`` and ``sex`` columns."""
+    rng = np.random.default_rng(seed)
+    rows = reference.iloc[rng.integers(0, len(reference), size=n)]
+    return rows["age"].astype(float).tolist(), rows["sex"].astype(str).tolist()
+
+
+def cohort_demographics(cohort: Cohort) -> pd.DataFrame:
+    """``age``/``sex`` of every patient (age at the first visit)."""
+    return pd.DataFrame({"age": [p.age for p in cohort], "sex": [p.sex for p in cohort]})
+
+
+# --- command line -----------------------------------------------------------------------
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, type=Path, help="run folder written by `train`")
+    parser.add_argument("--patients", required=True, type=int, help="number of patients")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (MIMIC-III layout)")
+    parser.add_argument(
+        "--demographics-from",
+        type=Path,
+        default=None,
+        help="copy age/sex from this cohort (MIMIC-III layout) instead of the training distribution",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--no-duplicates", choices=DUPLICATE_SCOPES, default="visit")
+    parser.add_argument("--validity", action="store_true", help="mask codes invalid for age/sex")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from course_lib.mimic import load_mimic, write_mimic
+    from course_lib.training import load_run
+
+    if args.patients < 1:
+        raise SystemExit(f"--patients must be >= 1, got {args.patients}")
+    if not args.run.is_dir():
+        raise SystemExit(f"--run {args.run}: no such run folder")
+    model, vocabulary, normalizer, _ = load_run(args.run)
+    if args.demographics_from is not None:
+        reference = cohort_demographics(load_mimic(args.demographics_from))
+        source = f"cohort {args.demographics_from}"
+    else:
+        table = args.run / "train_demographics.csv"
+        if not table.exists():
+            raise SystemExit(f"{table} is missing: pass --demographics-from DIR")
+        reference = pd.read_csv(table)
+        source = "the training split"
+    if args.demographics_from is not None and args.patients == len(reference):
+        ages, sexes = reference["age"].tolist(), reference["sex"].tolist()
+    else:
+        ages, sexes = sample_demographics(reference, args.patients, args.seed)
+    started = time.perf_counter()
+    cohort = generate_patients(
+        model,
+        vocabulary,
+        normalizer,
+        ages,
+        sexes,
+        batch_size=args.batch_size,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        no_duplicates=args.no_duplicates,
+        validity=args.validity,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    elapsed = time.perf_counter() - started
+    write_mimic(cohort, args.out)
+    print(
+        f"generated {len(cohort)} patients (demographics from {source}) in {elapsed:.1f} s "
+        f"({len(cohort) / elapsed:.1f} patients/s) -> {args.out}"
+    )
+    return 0
