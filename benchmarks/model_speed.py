@@ -1,0 +1,99 @@
+"""Training throughput and generate() against a naive token loop, measured in one run.
+
+    python benchmarks/model_speed.py [--preset tiny] [--batch 64] [--threads 2]
+
+Both generators use the same model, the same sampling (multinomial, temperature 1) and the
+same processors (end and padding suppressed so every sequence runs to full length); the
+naive loop re-runs the whole decoder every step without a cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
+
+from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.generation import naive_generate
+from course_lib.model import build_model
+from course_lib.presets import get_preset
+from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID, Vocabulary
+
+
+def fake_vocabulary(n_codes: int = 2000) -> Vocabulary:
+    from course_lib import icd9
+
+    codes = list(icd9.code_table())[:n_codes]
+    return Vocabulary.build(Cohort([Patient(1, "F", 50.0, [Visit(codes, 50.0)])]))
+
+
+def time_training(model, batch: int, length: int, steps: int) -> float:
+    vocab = model.config.vocab_size
+    labels = torch.randint(7, vocab, (batch, length))
+    x_num, x_cat = torch.randn(batch, 1), torch.randint(0, 2, (batch, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    for step in range(steps + 1):
+        if step == 1:
+            started = time.perf_counter()  # the first step warms up
+        loss = model(labels=labels, x_num=x_num, x_cat=x_cat).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return (time.perf_counter() - started) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--batch", type=int, default=64, help="patients per generation batch")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    preset = get_preset(args.preset)
+    vocabulary = fake_vocabulary()
+    model = build_model(vocabulary, preset, max_sequence_length=300)
+    print(
+        f"preset {preset.name}: d_model {preset.d_model}, {preset.encoder_layers}+{preset.decoder_layers} layers, "
+        f"{model.parameter_counts()['total']:,} parameters, vocab {len(vocabulary)}, {args.threads} threads"
+    )
+
+    seconds = time_training(model, preset.batch_size, 64, steps=5)
+    tokens = preset.batch_size * 64
+    print(
+        f"training: {seconds:.3f} s/step at batch {preset.batch_size} x 64 tokens = "
+        f"{tokens / seconds:,.0f} tokens/s, {preset.batch_size / seconds:.1f} patients/s"
+    )
+
+    model.eval()
+    x_num, x_cat = torch.randn(args.batch, 1), torch.randint(0, 2, (args.batch, 1))
+    processors = LogitsProcessorList([SuppressTokensLogitsProcessor([EOS_ID, PAD_ID])])
+    for new_tokens in (64, 256):
+        started = time.perf_counter()
+        naive_generate(model, x_num, x_cat, new_tokens, processors)
+        naive_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        model.generate(
+            x_num=x_num,
+            x_cat=x_cat,
+            do_sample=True,
+            top_k=0,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            logits_processor=processors,
+            pad_token_id=PAD_ID,
+            eos_token_id=EOS_ID,
+            decoder_start_token_id=BOS_ID,
+        )
+        cached_seconds = time.perf_counter() - started
+        print(
+            f"{new_tokens:>4} new tokens, batch {args.batch}: naive {args.batch / naive_seconds:7.1f} patients/s, "
+            f"generate() {args.batch / cached_seconds:7.1f} patients/s, ratio {naive_seconds / cached_seconds:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
