@@ -241,7 +241,8 @@ def generate_patients(
 def naive_generate(
     model, x_num: torch.Tensor, x_cat: torch.Tensor, max_new_tokens: int, processors=None
 ) -> torch.Tensor:
-    """A manual sampling loop without the KV cache: every step re-runs the whole decoder.
+    """A manual sampling loop without any cache: every step re-runs the whole model
+    (encoder and decoder) on the whole sequence so far, as the original project's loop did.
 
     Kept for lesson 08 and the benchmark; :func:`generate_patients` is what to use.
     """
@@ -249,14 +250,12 @@ def naive_generate(
     device = model.device
     x_num, x_cat = x_num.to(device), x_cat.to(device)
     encoder_input = torch.full((x_num.shape[0], 1), MASK_ID, dtype=torch.long, device=device)
-    encoder_hidden, attention_mask = model.encode(encoder_input, None, x_num, x_cat)
     sequences = torch.full((x_num.shape[0], 1), BOS_ID, dtype=torch.long, device=device)
     finished = torch.zeros(x_num.shape[0], dtype=torch.bool, device=device)
     for _ in range(max_new_tokens):
         logits = model(
+            input_ids=encoder_input,
             decoder_input_ids=sequences,
-            attention_mask=attention_mask,
-            encoder_outputs=(encoder_hidden,),
             x_num=x_num,
             x_cat=x_cat,
             use_cache=False,
