@@ -1,0 +1,180 @@
+"""Diversity and mode-collapse alarms (lesson 05).
+
+The notes' failure was a generator that wrote one stereotypical ICU record: 31 unique codes,
+every patient exactly two ICD-9 chapters, the top code in 12.5% of patients. Validity was
+excellent (a record with two harmless codes breaks no rule), so only diversity metrics see it.
+
+Formulas (``S`` synthetic, ``R`` real; a patient's codes are its distinct codes over all
+visits; chapters as :func:`course_lib.icd9.chapter_of` names them, tokens that are not ICD-9
+codes skipped)::
+
+    unique_codes          = |codes(S)|
+    coverage              = |codes(S) & codes(R)| / |codes(R)|
+    top_code_share        = max_code #patients carrying the code / #patients
+    codes_per_patient     = |codes(patient)|                 (mean, std, distribution)
+    chapters_per_patient  = |chapters(codes(patient))|       (mean, std, distribution)
+    *_wasserstein         = scipy.stats.wasserstein_distance(S distribution, R distribution)
+
+``unique_codes`` and ``coverage`` grow with the sample size: compare them only with the floor
+of a real sample of the synthetic sample's size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+from scipy.stats import wasserstein_distance
+
+from course_lib import icd9
+from course_lib.cohort import Cohort, Patient
+
+
+def patient_chapters(patient: Patient) -> set[str]:
+    """Distinct ICD-9 chapters of a patient's codes (non-code tokens skipped)."""
+    chapters = set()
+    for code in patient.code_set:
+        try:
+            chapters.add(icd9.chapter_of(code))
+        except ValueError:
+            continue
+    return chapters
+
+
+def patient_distributions(cohort: Cohort) -> pd.DataFrame:
+    """One row per patient: ``SUBJECT_ID``, ``visits``, ``codes`` (distinct) and ``chapters``
+    (distinct): the raw distributions behind the means, for plots."""
+    return pd.DataFrame(
+        {
+            "SUBJECT_ID": [p.subject_id for p in cohort],
+            "visits": [len(p.visits) for p in cohort],
+            "codes": [len(p.code_set) for p in cohort],
+            "chapters": [len(patient_chapters(p)) for p in cohort],
+        }
+    )
+
+
+def top_code_share(cohort: Cohort) -> tuple[str | None, float]:
+    """The code carried by most patients and the share of patients carrying it."""
+    if len(cohort) == 0:
+        raise ValueError("top_code_share needs a non-empty cohort")
+    carriers = Counter(code for patient in cohort for code in patient.code_set)
+    if not carriers:
+        return None, 0.0
+    code, count = min(carriers.items(), key=lambda item: (-item[1], item[0]))
+    return code, count / len(cohort)
+
+
+def unique_codes(cohort: Cohort) -> set[str]:
+    return {code for patient in cohort for code in patient.code_set}
+
+
+def diversity_metrics(synthetic: Cohort, real: Cohort) -> dict[str, float]:
+    """The module docstring's metrics, plus ``*_real`` values the alarms fall back on."""
+    if len(synthetic) == 0 or len(real) == 0:
+        raise ValueError("diversity_metrics needs two non-empty cohorts")
+    syn_codes, real_codes = unique_codes(synthetic), unique_codes(real)
+    syn_table, real_table = patient_distributions(synthetic), patient_distributions(real)
+    metrics = {
+        "unique_codes": float(len(syn_codes)),
+        "coverage": len(syn_codes & real_codes) / len(real_codes) if real_codes else math.nan,
+        "top_code_share": top_code_share(synthetic)[1],
+    }
+    for measure in ("codes", "chapters"):
+        syn_values = syn_table[measure].to_numpy(dtype=float)
+        real_values = real_table[measure].to_numpy(dtype=float)
+        metrics[f"{measure}_per_patient_mean"] = float(syn_values.mean())
+        metrics[f"{measure}_per_patient_std"] = float(syn_values.std())
+        metrics[f"{measure}_per_patient_wasserstein"] = float(
+            wasserstein_distance(syn_values, real_values)
+        )
+    metrics["unique_codes_real"] = float(len(real_codes))
+    metrics["top_code_share_real"] = top_code_share(real)[1]
+    metrics["chapters_per_patient_std_real"] = float(real_table["chapters"].std(ddof=0))
+    return metrics
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """When diversity counts as collapsed, relative to a real reference value.
+
+    The reference is ``<key>_floor`` (a real sample of the synthetic sample's size) when the
+    metrics have it, else ``<key>_real`` (the real cohort, whatever its size), else the
+    absolute fallback. Defaults: fewer than a quarter of the real sample's unique codes (the
+    notes' 31 codes are far below; a healthy generator loses the rare tail, not 75% of the
+    codes); a top code carried by more than twice as many patients as the real top code; a
+    spread of chapters per patient below a quarter of the real spread (the notes' "every
+    patient exactly 2 categories" is a spread of 0).
+    """
+
+    unique_codes_ratio: float = 0.25
+    top_code_share_ratio: float = 2.0
+    chapters_std_ratio: float = 0.25
+    min_unique_codes: float = 100.0
+    max_top_code_share: float = 0.5
+    min_chapters_std: float = 0.1
+
+
+def _reference(metrics: Mapping[str, float], key: str) -> float | None:
+    for suffix in ("_floor", "_real"):
+        value = metrics.get(key + suffix)
+        if value is not None and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def mode_collapse_alarms(
+    metrics: Mapping[str, float], thresholds: AlarmThresholds | None = None
+) -> list[str]:
+    """Human-readable alarms (empty when diversity looks healthy).
+
+    ``metrics`` needs ``unique_codes``, ``top_code_share`` and ``chapters_per_patient_std``;
+    reference values are looked up as :class:`AlarmThresholds` explains.
+    """
+    thresholds = thresholds or AlarmThresholds()
+    for key in ("unique_codes", "top_code_share", "chapters_per_patient_std"):
+        if key not in metrics:
+            raise ValueError(f"mode_collapse_alarms: metrics lack {key!r}")
+    alarms = []
+    unique = metrics["unique_codes"]
+    reference = _reference(metrics, "unique_codes")
+    limit = (
+        thresholds.unique_codes_ratio * reference
+        if reference is not None
+        else thresholds.min_unique_codes
+    )
+    if unique < limit:
+        alarms.append(f"unique_codes: {unique:.0f} codes < {limit:.1f} (collapsed vocabulary)")
+    share = metrics["top_code_share"]
+    reference = _reference(metrics, "top_code_share")
+    limit = (
+        thresholds.top_code_share_ratio * reference
+        if reference is not None
+        else thresholds.max_top_code_share
+    )
+    if share > limit:
+        alarms.append(f"top_code_share: {share:.1%} of patients > {limit:.1%} (one dominant code)")
+    spread = metrics["chapters_per_patient_std"]
+    reference = _reference(metrics, "chapters_per_patient_std")
+    limit = (
+        thresholds.chapters_std_ratio * reference
+        if reference is not None
+        else thresholds.min_chapters_std
+    )
+    if spread < limit:
+        alarms.append(f"chapters_per_patient_std: {spread:.3f} < {limit:.3f} (every patient alike)")
+    return alarms
+
+
+def distributions_for_plots(synthetic: Cohort, real: Cohort) -> pd.DataFrame:
+    """Long table (``cohort``, ``measure``, ``value``) of both cohorts' per-patient counts."""
+    frames = []
+    for name, cohort in (("synthetic", synthetic), ("real", real)):
+        table = patient_distributions(cohort).drop(columns="SUBJECT_ID")
+        long = table.melt(var_name="measure", value_name="value")
+        long.insert(0, "cohort", name)
+        frames.append(long)
+    return pd.concat(frames, ignore_index=True)
