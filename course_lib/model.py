@@ -18,6 +18,7 @@ position that emits ``</patient>``: it has attended to the whole sequence.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -435,20 +436,36 @@ class PromptBart(PreTrainedModel, GenerationMixin):
     # --- saving ----------------------------------------------------------------------
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """Also writes ``vocab.json`` when a vocabulary is attached, so a run folder is complete."""
-        super().save_pretrained(save_directory, *args, **kwargs)
+        with quiet_progress_bars():
+            super().save_pretrained(save_directory, *args, **kwargs)
         if self.vocabulary is not None:
             self.vocabulary.save(Path(save_directory) / "vocab.json")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> PromptBart:
         kwargs.setdefault("local_files_only", True)  # never reach out to a hub
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        with quiet_progress_bars():
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         vocab_path = Path(pretrained_model_name_or_path) / "vocab.json"
         if vocab_path.exists():
             from course_lib.tokens import Vocabulary
 
             model.vocabulary = Vocabulary.load(vocab_path)
         return model
+
+
+@contextmanager
+def quiet_progress_bars():
+    """Hide transformers' per-file "Loading weights"/"Writing model shards" bars."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def shift_right(labels: torch.Tensor, pad_id: int, start_id: int) -> torch.Tensor:

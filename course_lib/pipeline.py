@@ -1,0 +1,171 @@
+"""The course's main job end to end: train -> generate -> evaluate -> report (lesson 09).
+
+``python -m course_lib pipeline --data data_samples/mimic_sample --out runs/main`` trains
+the ``tiny`` preset on the training split, generates one synthetic patient for each patient
+of the test split (same age and sex), and evaluates them against the test split, with the
+validation split (disjoint, same size) as the real-vs-real floor and the training split for
+the privacy attacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from course_lib.cohort import Cohort
+
+
+def split_from_run(cohort: Cohort, run_dir: Path) -> dict[str, Cohort]:
+    """The train/val/test cohorts exactly as the run split them (``splits.json``)."""
+    splits = json.loads((run_dir / "splits.json").read_text())
+    return {name: cohort.subset(ids) for name, ids in splits.items()}
+
+
+def is_simulated(cohort: Cohort) -> bool:
+    """True when the outcomes table is the simulator's (so its outcome model can label)."""
+    from course_lib.simulate import simulate_outcomes
+
+    if cohort.outcomes is None or len(cohort) == 0:
+        return False
+    sample = cohort.patients[: min(50, len(cohort))]
+    ids = [p.subject_id for p in sample]
+    seed = sample[0].subject_id // 10_000_000
+    recomputed = simulate_outcomes(sample, seed).set_index("SUBJECT_ID").sort_index()
+    stored = cohort.outcomes.set_index("SUBJECT_ID").loc[sorted(ids)]
+    columns = [c for c in recomputed.columns if c in stored.columns]
+    return bool(columns) and recomputed[columns].astype(float).equals(stored[columns].astype(float))
+
+
+def run_pipeline(
+    data: str | Path,
+    out: str | Path,
+    *,
+    preset: str = "tiny",
+    max_steps: int | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    validity: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Train, generate and evaluate; returns the flat metrics (also in ``out/report``)."""
+    from course_lib.evaluation.report import format_report_table, write_report
+    from course_lib.evaluation.suite import evaluate_cohorts
+    from course_lib.generation import generate_patients
+    from course_lib.mimic import load_mimic, write_mimic
+    from course_lib.training import TrainConfig, load_run, train
+
+    out = Path(out)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    cohort = load_mimic(data)
+    config = TrainConfig(
+        data=str(data),
+        out=str(out / "run"),
+        preset=preset,
+        max_steps=max_steps,
+        epochs=epochs,
+        seed=seed,
+        progress=progress,
+    )
+    print(f"[1/3] training preset {preset!r} on {len(cohort):,} patients -> {config.out}")
+    result = train(config, cohort, overwrite=True)
+    timings["train_s"] = time.perf_counter() - started
+
+    splits = split_from_run(cohort, result.run_dir)
+    test = splits["test"]
+    model, vocabulary, normalizer, _ = load_run(result.run_dir)
+    print(f"[2/3] generating {len(test):,} patients with the test split's ages and sexes")
+    step_started = time.perf_counter()
+    synthetic = generate_patients(
+        model,
+        vocabulary,
+        normalizer,
+        [p.age for p in test],
+        [p.sex for p in test],
+        validity=validity,
+        seed=seed,
+        progress=progress,
+    )
+    write_mimic(synthetic, out / "synthetic")
+    timings["generate_s"] = time.perf_counter() - step_started
+
+    print("[3/3] evaluating against the test split; floor = the validation split")
+    step_started = time.perf_counter()
+    labeler = None
+    notes = [
+        f"real = test split ({len(test)} patients), floor reference = validation split "
+        f"({len(splits['val'])}), privacy against the training split ({len(splits['train'])})",
+        f"model: preset {preset}, {result.steps} steps, best validation LM loss "
+        f"{result.best_val_lm:.4f} (epoch {result.best_epoch}), stopped: {result.stopped}",
+    ]
+    if is_simulated(cohort):
+        from course_lib.simulate import simulate_outcomes
+
+        def labeler(patients):
+            return simulate_outcomes(patients, seed)
+
+        notes.append(
+            "synthetic patients labelled by the simulator's ground-truth outcome model (TSTR)"
+        )
+    evaluation = evaluate_cohorts(
+        synthetic,
+        test,
+        train=splits["train"],
+        reference=splits["val"],
+        outcome_labeler=labeler,
+        seed=seed,
+    )
+    timings["evaluate_s"] = time.perf_counter() - step_started
+    timings["total_s"] = time.perf_counter() - started
+    notes.append(
+        "wall time: "
+        + ", ".join(f"{name[:-2]} {seconds:.0f} s" for name, seconds in timings.items())
+    )
+    report_dir = write_report(evaluation, out / "report", test, synthetic, notes=notes)
+    print(format_report_table(evaluation))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"report: {report_dir / 'report.md'}; figures: {report_dir / 'figures'}")
+    return dict(evaluation)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="cohort in the MIMIC-III layout")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="folder for run, synthetic data and report"
+    )
+    parser.add_argument("--preset", default="tiny", help="model preset (tiny, small, base)")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="training steps (default: preset's epochs)"
+    )
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validity", action="store_true", help="rule-constrained decoding")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from course_lib.presets import get_preset
+
+    if not args.data.is_dir():
+        raise SystemExit(f"--data {args.data}: no such folder (expected a MIMIC-III layout folder)")
+    try:
+        get_preset(args.preset)
+    except ValueError as error:
+        raise SystemExit(f"--preset: {error}") from None
+    for flag, value in (("--max-steps", args.max_steps), ("--epochs", args.epochs)):
+        if value is not None and value < 1:
+            raise SystemExit(f"{flag} must be >= 1, got {value}")
+    run_pipeline(
+        args.data,
+        args.out,
+        preset=args.preset,
+        max_steps=args.max_steps,
+        epochs=args.epochs,
+        seed=args.seed,
+        validity=args.validity,
+        progress=not args.no_progress,
+    )
+    return 0

@@ -1,0 +1,359 @@
+"""Tests of the ``evaluate`` command and its report: files, floors, goals, alarms, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from course_lib import cli, icd9
+from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.evaluation import Evaluation
+from course_lib.evaluation import report as report_module
+from course_lib.evaluation.report import (
+    FIGURE_FILES,
+    HEADLINE_KEYS,
+    SIMULATOR_OUTCOME_COLUMNS,
+    EvaluationInputError,
+    evaluate_folders,
+    format_report_table,
+    write_report,
+)
+from course_lib.mimic import write_mimic
+from course_lib.simulate import simulate_cohort
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Keys that must have a floor in report.json when a reference sample exists.
+FLOOR_KEYS = [key for key in HEADLINE_KEYS if key != "trtr_auroc"]
+
+
+def _strict_json(path: Path) -> dict:
+    """Parse report.json refusing NaN/Infinity: the report must write null instead."""
+
+    def refuse(constant: str):
+        raise AssertionError(f"report.json contains {constant}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def _without_outcomes(cohort: Cohort) -> Cohort:
+    return Cohort(cohort.patients, None, list(cohort.notes))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    """Simulated real, synthetic (no outcomes, as a generator writes), reference and train."""
+    root = tmp_path_factory.mktemp("cohorts")
+    cohorts = {
+        "real": simulate_cohort(300, 1),
+        "synthetic": _without_outcomes(simulate_cohort(300, 2)),
+        "reference": simulate_cohort(300, 3),
+        "train": simulate_cohort(300, 4),
+    }
+    paths = {}
+    for name, cohort in cohorts.items():
+        paths[name] = root / name
+        write_mimic(cohort, paths[name])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def full_report(folders, tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("reports") / "report"
+    argv = ["evaluate", "--real", str(folders["real"]), "--synthetic", str(folders["synthetic"])]
+    argv += ["--reference", str(folders["reference"]), "--train", str(folders["train"])]
+    argv += ["--out", str(out), "--seed", "3"]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert cli.main(argv) == 0
+    return out, stdout.getvalue()
+
+
+def test_cli_writes_json_markdown_and_figures(full_report) -> None:
+    out, stdout = full_report
+    report = _strict_json(out / "report.json")
+    for key in HEADLINE_KEYS:
+        assert key in report, key
+    for key in FLOOR_KEYS:
+        assert isinstance(report[f"{key}_floor"], float), key
+    # The second simulator draw scores near its own floor: no alarm, finite numbers.
+    assert report["alarms"] == []
+    assert 0 < report["js_divergence"] < 1
+    assert report["js_divergence"] <= 1.5 * report["js_divergence_floor"]
+    assert report["n_patients"] == 300
+    assert report["goals"]["js_divergence"] == {"goal": "<= 1.5x floor", "met": True}
+    assert report["goals"]["duplicate_rate"]["met"] is True
+    # Synthetic patients had no outcomes: the simulator's outcome model labelled them.
+    assert isinstance(report["tstr_auroc"], float) and isinstance(report["trtr_auroc"], float)
+    assert any("simulate_outcomes(patients, seed=3)" in note for note in report["notes"])
+    assert any(str(Path("reference")) in note and "Floors" in note for note in report["notes"])
+
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "| metric | value | floor | ratio | goal | status |" in markdown
+    js_row = next(line for line in markdown.splitlines() if line.startswith("| js_divergence |"))
+    cells = [cell.strip() for cell in js_row.strip("|").split("|")]
+    assert float(cells[1]) == pytest.approx(report["js_divergence"], rel=1e-3)
+    assert float(cells[2]) == pytest.approx(report["js_divergence_floor"], rel=1e-3)
+    ratio = report["js_divergence"] / report["js_divergence_floor"]
+    assert float(cells[3]) == pytest.approx(ratio, rel=1e-3)
+    assert cells[4:] == ["<= 1.5x floor", "pass"]
+    assert "## Alarms" in markdown and "## Notes" in markdown
+
+    assert sorted(report["figures"]) == sorted(f"figures/{name}" for name in FIGURE_FILES)
+    for name in FIGURE_FILES:
+        assert (out / "figures" / name).read_bytes().startswith(PNG_MAGIC)
+        assert f"(figures/{name})" in markdown
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # staging removed
+
+    assert "js_divergence" in stdout and "alarms: none" in stdout and str(out) in stdout
+
+
+@pytest.fixture(scope="module")
+def split_evaluation(folders):
+    """Evaluated without a reference folder: the real folder is split in halves."""
+    return evaluate_folders(folders["real"], folders["synthetic"], seed=5)
+
+
+def test_without_reference_the_real_folder_is_split(split_evaluation, tmp_path) -> None:
+    evaluation = split_evaluation
+    assert len(evaluation.real) == 150 and len(evaluation.reference) == 150
+    real_ids = {p.subject_id for p in evaluation.real}
+    assert real_ids.isdisjoint(p.subject_id for p in evaluation.reference)
+    assert evaluation.n_patients == 150
+    assert math.isfinite(evaluation["js_divergence_floor"])
+    assert math.isnan(evaluation["exact_copy_rate"])  # no train folder
+    assert any("split at random (seed 5)" in note for note in evaluation.notes)
+    out = write_report(
+        evaluation, tmp_path / "out", evaluation.real, evaluation.synthetic, figures=False
+    )
+    report = _strict_json(out / "report.json")
+    assert report["exact_copy_rate"] is None  # NaN written as null
+    assert report["figures"] == []
+    assert any("two disjoint halves" in note for note in report["notes"])
+
+
+def _collapsed_cohort(real: Cohort) -> Cohort:
+    """The notes' failure: every patient two codes, one gastric and one complication code,
+    31 codes in all, whatever the prompt."""
+    gastric = [code for code in sorted(icd9.code_table()) if code.startswith("536")][:16]
+    complication = [code for code in sorted(icd9.code_table()) if code.startswith("999")][:15]
+    patients = []
+    for row, patient in enumerate(real):
+        codes = [gastric[row % len(gastric)], complication[row % len(complication)]]
+        patients.append(
+            Patient(900000 + row, patient.sex, patient.age, [Visit(codes, patient.age)])
+        )
+    # One real code, so that the cohorts share a vocabulary (a cohort sharing none is refused).
+    patients[0].visits[0].codes.append("4019")
+    return Cohort(patients)
+
+
+def test_collapsed_generator_trips_alarms_in_the_report(folders, tmp_path) -> None:
+    write_mimic(_collapsed_cohort(simulate_cohort(300, 1)), tmp_path / "collapsed")
+    evaluation = evaluate_folders(
+        folders["real"], tmp_path / "collapsed", reference_dir=folders["reference"]
+    )
+    assert evaluation["unique_codes"] <= 32
+    assert evaluation.alarms
+    out = write_report(
+        evaluation, tmp_path / "out", evaluation.real, evaluation.synthetic, figures=False
+    )
+    report = _strict_json(out / "report.json")
+    assert report["alarms"] == evaluation.alarms
+    assert report["goals"]["top100_overlap"]["met"] is False
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    for alarm in evaluation.alarms:
+        assert f"- {alarm}" in markdown
+    table = format_report_table(evaluation)
+    assert "FAIL" in table and "! unique_codes" in table
+
+
+def test_format_report_table_goals_and_missing_values() -> None:
+    metrics = {
+        "js_divergence": 0.4,
+        "js_divergence_floor": 0.25,
+        "top100_overlap": 0.9,
+        "top100_overlap_floor": 0.95,
+        "age_violation_rate": 0.004,
+        "sex_violation_rate": 0.002,
+        "duplicate_rate": 0.0,
+        "coverage": math.nan,
+        "mia_accuracy": math.nan,
+    }
+    rows = {
+        line.split()[0]: line.split()
+        for line in format_report_table(Evaluation(metrics)).splitlines()
+        if line.strip()
+    }
+    assert rows["js_divergence"][1:4] == ["0.4", "0.25", "1.6"]
+    assert rows["js_divergence"][-1] == "FAIL"  # 0.4 > 1.5 * 0.25
+    assert rows["top100_overlap"][-1] == "pass"
+    assert rows["age_violation_rate"][-1] == "pass"  # 0.4% < 0.5%
+    assert rows["sex_violation_rate"][-1] == "FAIL"  # 0.2% >= 0.1%
+    assert rows["duplicate_rate"][-1] == "pass"
+    assert rows["coverage"][1] == "n/a" and rows["coverage"][-1] == "n/a"
+    assert rows["mia_accuracy"][1:] == ["n/a", "n/a", "n/a"]
+    assert "tstr_auroc" not in rows  # absent keys are skipped, not invented
+    no_floor = {"js_divergence": 0.4}
+    assert format_report_table(Evaluation(no_floor)).splitlines()[2].split()[-1] == "n/a"
+
+
+def test_simulator_outcome_columns_match_the_simulator() -> None:
+    outcomes = simulate_cohort(5, 0).outcomes
+    assert set(SIMULATOR_OUTCOME_COLUMNS) <= set(outcomes.columns)
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
+def test_failed_figure_keeps_the_previous_report(split_evaluation, tmp_path, monkeypatch) -> None:
+    evaluation = split_evaluation
+    out = write_report(
+        evaluation, tmp_path / "out", evaluation.real, evaluation.synthetic, figures=False
+    )
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    from course_lib import plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(plots, "top_codes_side_by_side", broken)  # after one figure is drawn
+    with pytest.raises(RuntimeError, match="plotting failed"):
+        write_report(evaluation, out, evaluation.real, evaluation.synthetic, notes=["second run"])
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after == before  # nothing replaced, no staging folder or figures left behind
+
+
+def test_no_figures_run_removes_figures_of_an_earlier_run(split_evaluation, tmp_path) -> None:
+    evaluation = split_evaluation
+    out = tmp_path / "out"
+    stale = out / "figures" / "frequency_rank.png"  # as an earlier run with figures left it
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(PNG_MAGIC)
+    write_report(evaluation, out, evaluation.real, evaluation.synthetic, figures=False)
+    assert not any((out / "figures").glob("*.png"))
+    assert _strict_json(out / "report.json")["figures"] == []
+
+
+def test_report_folder_that_is_a_file_is_refused(tmp_path) -> None:
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(EvaluationInputError, match="not a folder"):
+        write_report(Evaluation({"js_divergence": 0.1}), tmp_path / "taken", None, None)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.fixture(scope="module")
+def small_folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("small")
+    paths = {"real": root / "real", "other": root / "other"}
+    write_mimic(simulate_cohort(40, 11), paths["real"])
+    write_mimic(simulate_cohort(40, 12), paths["other"])
+    return paths
+
+
+def _copy_with_codes(source: Path, target: Path, rewrite) -> Path:
+    """A copy of a MIMIC-III folder with DIAGNOSES_ICD's codes passed through ``rewrite``."""
+    target.mkdir()
+    for name in ("PATIENTS.csv", "ADMISSIONS.csv"):
+        (target / name).write_bytes((source / name).read_bytes())
+    diagnoses = pd.read_csv(source / "DIAGNOSES_ICD.csv", dtype={"ICD9_CODE": str})
+    diagnoses["ICD9_CODE"] = rewrite(diagnoses["ICD9_CODE"])
+    diagnoses.to_csv(target / "DIAGNOSES_ICD.csv", index=False)
+    return target
+
+
+def test_missing_folder_is_named(small_folders, tmp_path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(EvaluationInputError, match=r"synthetic folder .*nowhere: not found"):
+        evaluate_folders(small_folders["real"], missing)
+    with pytest.raises(EvaluationInputError, match=r"reference folder .*nowhere: not found"):
+        evaluate_folders(small_folders["real"], small_folders["other"], reference_dir=missing)
+
+
+def test_folder_without_patients_is_refused(small_folders, tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for name in ("PATIENTS.csv", "ADMISSIONS.csv", "DIAGNOSES_ICD.csv"):
+        header = (small_folders["other"] / name).read_text().splitlines()[0]
+        (empty / name).write_text(header + "\n")
+    with pytest.raises(EvaluationInputError, match=r"synthetic folder .*empty: .*no data rows"):
+        evaluate_folders(small_folders["real"], empty)
+    # Rows exist but no diagnosis has a code: no patient is left.
+    blank = _copy_with_codes(small_folders["other"], tmp_path / "blank", lambda codes: "")
+    with pytest.raises(EvaluationInputError, match=r"synthetic folder .*blank: no patients"):
+        evaluate_folders(small_folders["real"], blank)
+
+
+def test_other_code_system_is_refused(small_folders, tmp_path) -> None:
+    icd10 = ["I10", "E119", "N179", "J9601", "A419"]
+    other = _copy_with_codes(
+        small_folders["other"],
+        tmp_path / "icd10",
+        lambda codes: pd.Series([icd10[i % 5] for i in range(len(codes))]),
+    )
+    with pytest.raises(EvaluationInputError, match=r"synthetic folder .*icd10: 100% of .*'I10'"):
+        evaluate_folders(small_folders["real"], other)
+    with pytest.raises(EvaluationInputError, match=r"real folder .*icd10: .*not ICD-9-CM"):
+        evaluate_folders(other, small_folders["real"])
+
+
+def test_no_shared_code_is_refused(small_folders, tmp_path) -> None:
+    real_codes = {code for patient in simulate_cohort(40, 11) for code in patient.code_set}
+    unused = [code for code in sorted(icd9.code_table()) if code not in real_codes][:50]
+    disjoint = _copy_with_codes(
+        small_folders["other"],
+        tmp_path / "disjoint",
+        lambda codes: pd.Series([unused[i % 50] for i in range(len(codes))]),
+    )
+    with pytest.raises(EvaluationInputError, match=r"synthetic folder .*disjoint: none of its"):
+        evaluate_folders(small_folders["real"], disjoint)
+
+
+def test_reference_overlapping_real_is_refused(small_folders) -> None:
+    with pytest.raises(EvaluationInputError, match=r"reference folder .*SUBJECT_IDs also in"):
+        evaluate_folders(
+            small_folders["real"], small_folders["other"], reference_dir=small_folders["real"]
+        )
+
+
+def test_cli_reports_bad_input_without_writing(small_folders, tmp_path, capsys) -> None:
+    out = tmp_path / "report"
+    argv = ["evaluate", "--real", str(small_folders["real"])]
+    argv += ["--synthetic", str(tmp_path / "nowhere"), "--out", str(out)]
+    with pytest.raises(SystemExit) as raised:
+        cli.main(argv)
+    message = str(raised.value.code)
+    assert message.startswith("course_lib evaluate: error: synthetic folder")
+    assert "nowhere" in message and "MIMIC-III layout" in message
+    assert not out.exists()
+    bad_seed = ["evaluate", "--real", str(small_folders["real"]), "--synthetic"]
+    bad_seed += [str(small_folders["other"]), "--out", str(out), "--seed", "-1"]
+    with pytest.raises(SystemExit):
+        cli.main(bad_seed)
+    assert "non-negative integer" in capsys.readouterr().err
+
+
+def test_report_module_is_the_cli_target() -> None:
+    assert cli.COMMANDS["evaluate"][0] == report_module.__name__
+
+
+def test_a_few_unknown_codes_are_dropped_and_reported(small_folders, tmp_path) -> None:
+    def spoil_every_twentieth(codes: pd.Series) -> pd.Series:
+        spoiled = codes.copy()
+        spoiled.iloc[::20] = "I10"
+        return spoiled
+
+    folder = _copy_with_codes(small_folders["other"], tmp_path / "few", spoil_every_twentieth)
+    n_codes = len(pd.read_csv(folder / "DIAGNOSES_ICD.csv"))
+    expected = len(range(0, n_codes, 20)) / n_codes
+    evaluation = evaluate_folders(small_folders["real"], folder)
+    assert evaluation["unknown_code_rate"] == pytest.approx(expected)
+    assert any("synthetic: DIAGNOSES_ICD.csv: skipped" in note for note in evaluation.notes)
