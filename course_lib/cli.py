@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("course_lib.training", "train a PromptBart model on a cohort"),
     "generate": ("course_lib.generation", "generate synthetic patients with a trained run"),
     "evaluate": ("course_lib.evaluation.report", "compare a synthetic cohort with real data"),
+    "heads": (
+        "course_lib.heads.cli",
+        "train, evaluate and list prediction heads on frozen PromptBart features",
+    ),
     "pipeline": (
         "course_lib.pipeline",
         "train tiny -> generate -> evaluate on a cohort (the main job)",

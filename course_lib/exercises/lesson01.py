@@ -1,0 +1,196 @@
+"""Lesson 01's exercises: the codes of a chapter, and who may have a code (lesson 01)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from functools import lru_cache
+
+from course_lib import icd9
+from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.exercises import Exercise, not_attempted, passed, require
+
+# --- Exercise 1: codes of one chapter, counted once per patient ------------------------------
+
+
+def solution_codes_in_chapter(cohort: Cohort, chapter: str) -> dict[str, int]:
+    """``{code: patients with the code}`` for the codes of ``chapter`` (e.g. ``"390-459"``)."""
+    counts = Counter(code for patient in cohort for code in patient.code_set)
+    return {code: n for code, n in counts.items() if icd9.chapter_of(code) == chapter}
+
+
+def _edge_case_cohort() -> Cohort:
+    """Codes that trip naive chapter tests: a leading zero, V and E codes, a code recurring in
+    several visits of one patient, and categories at chapter boundaries (139/140, 459/460)."""
+    return Cohort(
+        [
+            Patient(1, "F", 70.0, [Visit(["4019", "25000"], 70.0), Visit(["4019", "V5867"], 71.0)]),
+            Patient(2, "M", 30.0, [Visit(["E8889", "8500", "0389"], 30.0), Visit(["1398"], 31.0)]),
+            Patient(3, "F", 0.0, [Visit(["V3000", "7746", "4590"], 0.0)]),
+            Patient(4, "M", 55.0, [Visit(["1400", "4610", "E8120", "4019"], 55.0)]),
+        ]
+    )
+
+
+@lru_cache(maxsize=1)
+def _simulated_cohort() -> Cohort:
+    from course_lib.simulate import simulate_cohort
+
+    return simulate_cohort(300, seed=11)
+
+
+def check_codes_in_chapter(codes_in_chapter: Callable[[Cohort, str], dict] | None) -> bool:
+    """Compare the learner's counts with the true per-patient counts, for every chapter."""
+    name = "codes_in_chapter"
+    if codes_in_chapter is None:
+        return not_attempted(name, "write codes_in_chapter(cohort, chapter) -> dict[str, int]")
+    for label, cohort in (("edge-case", _edge_case_cohort()), ("simulated", _simulated_cohort())):
+        for chapter in icd9.CHAPTER_TITLES:
+            expected = solution_codes_in_chapter(cohort, chapter)
+            got = codes_in_chapter(cohort, chapter)
+            require(
+                isinstance(got, dict),
+                name,
+                f"expected a dict {{code: patients}}, got {type(got).__name__}",
+            )
+            got = {str(code): count for code, count in got.items() if count}
+            missing = sorted(set(expected) - set(got))
+            extra = sorted(set(got) - set(expected))
+            require(
+                not missing,
+                name,
+                f"{label} cohort, chapter {chapter}: missing codes {missing[:5]} "
+                "(dotless codes, as in the cohort)",
+            )
+            require(
+                not extra,
+                name,
+                f"{label} cohort, chapter {chapter}: codes {extra[:5]} are not in this chapter "
+                "(or not in the cohort)",
+            )
+            for code, count in expected.items():
+                require(
+                    got[code] == count,
+                    name,
+                    f"{label} cohort, chapter {chapter}: code {code} counted {got[code]}, "
+                    f"expected {count} patients (count each patient once per code)",
+                )
+    return passed(name, f"all {len(icd9.CHAPTER_TITLES)} chapters of two cohorts")
+
+
+def _counts_occurrences(cohort: Cohort, chapter: str) -> dict[str, int]:
+    counts = Counter(code for patient in cohort for code in patient.codes)
+    return {code: n for code, n in counts.items() if icd9.chapter_of(code) == chapter}
+
+
+def _reads_v_codes_as_numbers(cohort: Cohort, chapter: str) -> dict[str, int]:
+    """Strips the letter before comparing digits: V30.00 lands in 290-319 as well as in V."""
+    counts = Counter(code for patient in cohort for code in patient.code_set)
+    if chapter in ("V", "E"):
+        return {code: n for code, n in counts.items() if code.startswith(chapter)}
+    first, last = (int(bound) for bound in chapter.split("-"))
+    return {c: n for c, n in counts.items() if first <= int(c.lstrip("VE")[:3]) <= last}
+
+
+def _dotted_keys(cohort: Cohort, chapter: str) -> dict[str, int]:
+    return {icd9.to_dotted(c): n for c, n in solution_codes_in_chapter(cohort, chapter).items()}
+
+
+# --- Exercise 2: the ages and sexes for which a code is valid -------------------------------
+
+ALL_AGES = range(0, 125)
+
+
+def solution_valid_demographics(code: str) -> tuple[int, int, frozenset[str]]:
+    """``(youngest, oldest, sexes)`` for which ``code`` passes the MCE rules: the
+    intersection of the age ranges of its age rules and the sexes of its sex rules."""
+    youngest, oldest = ALL_AGES[0], ALL_AGES[-1]
+    sexes = {"F", "M"}
+    for rule in icd9.rules_for(code):
+        if rule in icd9.AGE_RULES:
+            low, high = icd9.AGE_RULES[rule]
+            youngest, oldest = max(youngest, low), min(oldest, high)
+        else:
+            sexes &= {icd9.SEX_RULES[rule]}
+    return youngest, oldest, frozenset(sexes)
+
+
+def _codes_to_check() -> list[str]:
+    """Every code with two or more rules, a few of each single rule, and unrestricted codes."""
+    by_rules: dict[tuple[str, ...], list[str]] = {}
+    for code in sorted(icd9.code_table()):
+        by_rules.setdefault(icd9.rules_for(code), []).append(code)
+    codes: list[str] = []
+    for rules, members in by_rules.items():
+        codes += members if len(rules) > 1 else members[:: max(1, len(members) // 5)][:5]
+    return codes
+
+
+def check_valid_demographics(
+    valid_demographics: Callable[[str], tuple[int, int, frozenset[str]]] | None,
+) -> bool:
+    """Compare the learner's answer with ``icd9.check_code`` at every age and both sexes."""
+    name = "valid_demographics"
+    if valid_demographics is None:
+        return not_attempted(name, "write valid_demographics(code) -> (youngest, oldest, sexes)")
+    codes = _codes_to_check()
+    for code in codes:
+        answer = valid_demographics(code)
+        require(
+            isinstance(answer, tuple) and len(answer) == 3,
+            name,
+            f"{code}: expected a tuple (youngest, oldest, sexes), got {answer!r}",
+        )
+        youngest, oldest, sexes = answer
+        valid = [
+            (age, sex)
+            for age in ALL_AGES
+            for sex in ("F", "M")
+            if icd9.is_valid_for(code, age, sex)
+        ]
+        expected_ages = sorted({age for age, _ in valid})
+        expected_sexes = {sex for _, sex in valid}
+        require(
+            (youngest, oldest) == (expected_ages[0], expected_ages[-1]),
+            name,
+            f"{icd9.to_dotted(code)} (rules {list(icd9.rules_for(code))}): ages "
+            f"{youngest}-{oldest}, but check_code accepts ages "
+            f"{expected_ages[0]}-{expected_ages[-1]}",
+        )
+        require(
+            set(sexes) == expected_sexes,
+            name,
+            f"{icd9.to_dotted(code)} (rules {list(icd9.rules_for(code))}): sexes "
+            f"{sorted(sexes)}, but check_code accepts {sorted(expected_sexes)}",
+        )
+    return passed(name, f"agrees with check_code on {len(codes)} codes")
+
+
+def _first_age_rule_only(code: str) -> tuple[int, int, frozenset[str]]:
+    """Uses the first age rule it finds instead of the intersection of all of them."""
+    for rule in icd9.rules_for(code):
+        if rule in icd9.AGE_RULES:
+            low, high = icd9.AGE_RULES[rule]
+            return low, high, solution_valid_demographics(code)[2]
+    return solution_valid_demographics(code)
+
+
+def _ignores_sex(code: str) -> tuple[int, int, frozenset[str]]:
+    youngest, oldest, _ = solution_valid_demographics(code)
+    return youngest, oldest, frozenset({"F", "M"})
+
+
+EXERCISES = [
+    Exercise(
+        "codes_in_chapter",
+        check_codes_in_chapter,
+        solution_codes_in_chapter,
+        wrong_answers=(_counts_occurrences, _reads_v_codes_as_numbers, _dotted_keys),
+    ),
+    Exercise(
+        "valid_demographics",
+        check_valid_demographics,
+        solution_valid_demographics,
+        wrong_answers=(_first_age_rule_only, _ignores_sex),
+    ),
+]

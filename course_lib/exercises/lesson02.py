@@ -1,0 +1,222 @@
+"""Lesson 02's exercises: visit lengths from token ids, and a "keep the latest visits"
+truncation policy (lesson 02)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+import torch
+
+from course_lib.cohort import Cohort
+from course_lib.dataset import MIN_MAX_LENGTH, truncate_visit_chunks
+from course_lib.exercises import Exercise, ExerciseFailed, not_attempted, passed, require
+from course_lib.tokens import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    VISIT_END_ID,
+    VISIT_START_ID,
+    Vocabulary,
+)
+
+
+@lru_cache(maxsize=1)
+def _cohort() -> Cohort:
+    from course_lib.simulate import simulate_cohort
+
+    return simulate_cohort(200, seed=12)
+
+
+# --- Exercise 1: how many codes does each visit of an id sequence hold? ----------------------
+
+
+def solution_visit_lengths(ids: Sequence[int] | torch.Tensor, vocab: Vocabulary) -> list[int]:
+    """Codes (code ids and ``<unk>``) per visit of an encoded patient, in visit order.
+
+    Chapter tokens and the structural tokens are not codes; reading stops at ``</patient>``,
+    so the padding of a batch row is ignored.
+    """
+    if isinstance(ids, torch.Tensor):
+        ids = ids.tolist()
+    lengths: list[int] = []
+    for token_id in ids:
+        if token_id == EOS_ID:
+            break
+        if token_id == VISIT_START_ID:
+            lengths.append(0)
+        elif lengths and (token_id == UNK_ID or vocab.is_code_id(token_id)):
+            lengths[-1] += 1
+    return lengths
+
+
+def check_visit_lengths(visit_lengths: Callable[[Sequence[int], Vocabulary], list[int]] | None):
+    """Compare with the true number of codes of each visit, for patients encoded with and
+    without chapter tokens, with unknown codes, and as padded tensor rows."""
+    name = "visit_lengths"
+    if visit_lengths is None:
+        return not_attempted(name, "write visit_lengths(ids, vocab) -> list[int]")
+    patients = _cohort().patients
+    known = Cohort(patients[:150])  # the last 50 patients have codes these vocabularies lack
+    n_cases = 0
+    for vocab in (Vocabulary.build(known), Vocabulary.build(known, chapter_tokens=True)):
+        for patient in patients:
+            ids = vocab.encode_patient(patient)
+            expected = [len(visit.codes) for visit in patient.visits]
+            padded_row = torch.tensor(ids + [PAD_ID] * 3)
+            for label, given in (("list", ids), ("padded tensor row", padded_row)):
+                got = visit_lengths(given, vocab)
+                require(
+                    isinstance(got, list | tuple) and [int(n) for n in got] == expected,
+                    name,
+                    f"patient {patient.subject_id} ({label}, chapter_tokens="
+                    f"{vocab.chapter_tokens}): got {got!r}, expected {expected} "
+                    "(count code ids and <unk>; stop at </patient>)",
+                )
+                n_cases += 1
+    return passed(name, f"{n_cases} encoded patients")
+
+
+def _counts_every_inner_token(ids, vocab: Vocabulary) -> list[int]:
+    """Counts chapter tokens as codes."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.tolist()
+    lengths: list[int] = []
+    for token_id in ids:
+        if token_id == EOS_ID:
+            break
+        if token_id == VISIT_START_ID:
+            lengths.append(0)
+        elif lengths and token_id not in (VISIT_END_ID, PAD_ID):
+            lengths[-1] += 1
+    return lengths
+
+
+def _forgets_unknown_codes(ids, vocab: Vocabulary) -> list[int]:
+    return [len(visit) for visit in vocab.decode(ids, keep_unknown=False)]
+
+
+# --- Exercise 2: a truncation policy that keeps the latest visits ----------------------------
+
+
+def solution_keep_latest_visits(
+    visit_chunks: list[list[int]], max_length: int
+) -> tuple[list[int], bool]:
+    """Join encoded visits into ``<patient> ... </patient>`` of at most ``max_length`` tokens,
+    keeping the LATEST whole visits that fit, in their order; if even the last visit does not
+    fit, keep its first codes (the principal diagnosis comes first) and close it."""
+    if max_length < MIN_MAX_LENGTH:
+        raise ValueError(f"max_length must be >= {MIN_MAX_LENGTH}, got {max_length}")
+    budget = max_length - 2  # room between <patient> and </patient>
+    kept: list[list[int]] = []
+    for chunk in reversed(visit_chunks):
+        if len(chunk) > budget:
+            break
+        kept.append(chunk)
+        budget -= len(chunk)
+    truncated = len(kept) < len(visit_chunks)
+    if not kept and visit_chunks:
+        inner = visit_chunks[-1][1:-1][: budget - 2]
+        kept = [[VISIT_START_ID, *inner, VISIT_END_ID]]
+    return [BOS_ID, *(token for chunk in reversed(kept) for token in chunk), EOS_ID], truncated
+
+
+def check_keep_latest_visits(
+    keep_latest_visits: Callable[[list[list[int]], int], tuple[list[int], bool]] | None,
+) -> bool:
+    """Compare with the policy on encoded patients at several lengths, and require a clear
+    error for a ``max_length`` too short to hold one code."""
+    name = "keep_latest_visits"
+    if keep_latest_visits is None:
+        return not_attempted(name, "write keep_latest_visits(visit_chunks, max_length)")
+    cohort = _cohort()
+    vocab = Vocabulary.build(cohort)
+    n_cases = 0
+    for patient in cohort:
+        chunks = [vocab.encode_visit(visit.codes) for visit in patient.visits]
+        for max_length in (5, 7, 10, 16, 24, 40, 64):
+            expected_ids, expected_cut = solution_keep_latest_visits(chunks, max_length)
+            answer = keep_latest_visits([list(chunk) for chunk in chunks], max_length)
+            require(
+                isinstance(answer, tuple) and len(answer) == 2,
+                name,
+                f"expected a tuple (ids, truncated), got {answer!r}",
+            )
+            ids, cut = answer
+            ids = [int(token) for token in ids]
+            where = f"patient {patient.subject_id} ({len(chunks)} visits), max_length {max_length}"
+            require(
+                len(ids) <= max_length,
+                name,
+                f"{where}: {len(ids)} tokens, more than max_length",
+            )
+            require(
+                ids == expected_ids,
+                name,
+                f"{where}: got {ids}, expected {expected_ids} (latest whole visits, in order; "
+                "the first codes of the last visit when it alone is too long)",
+            )
+            require(
+                bool(cut) == expected_cut,
+                name,
+                f"{where}: truncated={cut}, expected {expected_cut}",
+            )
+            n_cases += 1
+    for too_short in (0, MIN_MAX_LENGTH - 1):
+        try:
+            keep_latest_visits([[VISIT_START_ID, 7, VISIT_END_ID]], too_short)
+        except ValueError:
+            continue
+        except Exception as error:
+            raise ExerciseFailed(
+                f"exercise {name}: max_length {too_short}: raised {error!r}, expected ValueError"
+            ) from error
+        require(False, name, f"max_length {too_short}: expected a ValueError (too short)")
+    return passed(name, f"{n_cases} patient/length cases")
+
+
+def _keeps_earliest(visit_chunks: list[list[int]], max_length: int) -> tuple[list[int], bool]:
+    """The library's policy, not the one asked for."""
+    return truncate_visit_chunks(visit_chunks, max_length)
+
+
+def _latest_in_reverse_order(visit_chunks: list[list[int]], max_length: int):
+    ids, truncated = solution_keep_latest_visits(visit_chunks[::-1], max_length)
+    return ids, truncated
+
+
+def _cuts_mid_visit(visit_chunks: list[list[int]], max_length: int):
+    """Keeps the last tokens whatever they are: visits are cut in the middle."""
+    if max_length < MIN_MAX_LENGTH:
+        raise ValueError(f"max_length must be >= {MIN_MAX_LENGTH}, got {max_length}")
+    inner = [token for chunk in visit_chunks for token in chunk]
+    kept = inner[-(max_length - 2) :]
+    return [BOS_ID, *kept, EOS_ID], len(kept) < len(inner)
+
+
+def _no_length_check(visit_chunks: list[list[int]], max_length: int):
+    if max_length < MIN_MAX_LENGTH:
+        return [BOS_ID, EOS_ID], bool(visit_chunks)
+    return solution_keep_latest_visits(visit_chunks, max_length)
+
+
+EXERCISES = [
+    Exercise(
+        "visit_lengths",
+        check_visit_lengths,
+        solution_visit_lengths,
+        wrong_answers=(_counts_every_inner_token, _forgets_unknown_codes),
+    ),
+    Exercise(
+        "keep_latest_visits",
+        check_keep_latest_visits,
+        solution_keep_latest_visits,
+        wrong_answers=(
+            _keeps_earliest,
+            _latest_in_reverse_order,
+            _cuts_mid_visit,
+            _no_length_check,
+        ),
+    ),
+]
