@@ -1,4 +1,4 @@
-"""The training losses of PromptBart and how much each one weighs in the total (lesson 05).
+"""The training losses of PromptBart and how much each one weighs in the total (lesson 06).
 
 Every loss is a plain function of tensors, independent of the model, so a lesson can
 check it by hand on a tiny example before the model uses it. Conventions:

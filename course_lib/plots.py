@@ -1,4 +1,4 @@
-"""The evaluation report's figures, real against synthetic, one function each (lesson 05).
+"""The evaluation report's figures, real against synthetic, one function each (lesson 09).
 
 Every function takes cohorts (or an evaluation mapping) and returns a
 :class:`matplotlib.figure.Figure` built without ``pyplot``: no global figure state, no GUI

@@ -15,7 +15,7 @@ Admissions fall in MIMIC's shifted years (2100-2250); a patient aged 90 (the cap
 visit gets a date of birth 300 years earlier, as MIMIC does, and every age above 90 reads as 90,
 as :func:`course_lib.mimic.load_mimic` reads it back.
 The background code ranking is fixed (:data:`LANDSCAPE_SEED`), not drawn from ``seed``: two
-seeds give two independent samples of one population, the real-vs-real floor of lesson 05.
+seeds give two independent samples of one population, the real-vs-real floor of lesson 09.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The training loop: one loop for a CPU, a GPU and several GPUs or nodes (lesson 06).
+"""The training loop: one loop for a CPU, a GPU and several GPUs or nodes (lesson 03).
 
 ``train(config, data)`` splits the cohort by patient, builds the vocabulary and the age
 normaliser on the training split, builds a :class:`~course_lib.model.PromptBart` and trains it

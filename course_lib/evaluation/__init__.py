@@ -1,4 +1,4 @@
-"""Evaluation of synthetic cohorts against real ones, each metric with its real floor (lesson 05).
+"""Evaluation of synthetic cohorts against real ones, each metric with its real floor (lesson 09).
 
 One module per metric family, all working on :class:`course_lib.cohort.Cohort` objects:
 :mod:`.validity`, :mod:`.coherence`, :mod:`.diversity`, :mod:`.privacy`, :mod:`.utility`;

@@ -1,4 +1,4 @@
-"""Semantic coherence: are codes and code pairs used as real patients use them? (lesson 05)
+"""Semantic coherence: are codes and code pairs used as real patients use them? (lesson 09)
 
 Every metric here compares a synthetic cohort with real statistics; read each against its
 real-vs-real floor (the same metric for a second, disjoint real sample), never alone.

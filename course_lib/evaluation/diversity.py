@@ -1,4 +1,4 @@
-"""Diversity and mode-collapse alarms (lesson 05).
+"""Diversity and mode-collapse alarms (lesson 09).
 
 The notes' failure was a generator that wrote one stereotypical ICU record: 31 unique codes,
 every patient exactly two ICD-9 chapters, the top code in 12.5% of patients. Validity was

@@ -1,4 +1,4 @@
-"""Sparse multi-hot encodings of cohorts that every metric family shares (lesson 05).
+"""Sparse multi-hot encodings of cohorts that every metric family shares (lesson 09).
 
 Patients and visits become rows of ``scipy.sparse`` matrices over one code index, so that
 set sizes are row sums and set intersections are matrix products: comparing 5,000 x 5,000

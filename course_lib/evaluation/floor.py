@@ -1,4 +1,4 @@
-"""The real-vs-real floor: what each metric scores for a perfect generator (lesson 05).
+"""The real-vs-real floor: what each metric scores for a perfect generator (lesson 09).
 
 A perfect generator writes patients indistinguishable from real ones, so its score on any
 metric is the score of a second real sample: a reference cohort disjoint from the real one

@@ -1,4 +1,4 @@
-"""Privacy: does the synthetic cohort give away the training patients? (lesson 05)
+"""Privacy: does the synthetic cohort give away the training patients? (lesson 09)
 
 Three cohorts take part: ``synthetic``, ``train`` (the patients the generator was fitted on)
 and ``holdout`` (real patients it never saw, e.g. the test split). Records are multi-hot code

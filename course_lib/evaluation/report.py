@@ -1,4 +1,4 @@
-"""``python -m course_lib evaluate``: score a synthetic cohort against real data (lesson 05).
+"""``python -m course_lib evaluate``: score a synthetic cohort against real data (lesson 09).
 
 Reads folders in the MIMIC-III layout, runs :func:`course_lib.evaluation.evaluate_cohorts`
 and writes a report folder::

@@ -1,4 +1,4 @@
-"""One call that evaluates a synthetic cohort on every metric family, with floors (lesson 05).
+"""One call that evaluates a synthetic cohort on every metric family, with floors (lesson 09).
 
 :func:`evaluate_cohorts` returns an :class:`Evaluation`: a read-only mapping of flat metric
 names to floats (``evaluation["js_divergence"]``, ``dict(evaluation)``), with ``<key>_floor``

@@ -1,4 +1,4 @@
-"""Utility: train on synthetic, test on real (TSTR) against train on real (TRTR) (lesson 05).
+"""Utility: train on synthetic, test on real (TSTR) against train on real (TRTR) (lesson 09).
 
 Features are code counts per patient over all visits, on a vocabulary fixed by the real
 training split (codes outside it are dropped, as a deployed model would drop them), scaled

@@ -1,4 +1,4 @@
-"""Medical validity of a cohort: MCE age/sex rule violations and repeated codes (lesson 05).
+"""Medical validity of a cohort: MCE age/sex rule violations and repeated codes (lesson 09).
 
 Every code occurrence is checked with :func:`course_lib.icd9.check_code` at the age of *its
 visit* (``Visit.age``) and the patient's sex. ``check_code`` names the first rule a code

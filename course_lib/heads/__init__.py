@@ -1,4 +1,4 @@
-"""Downstream prediction heads on frozen PromptBart features (lesson 10).
+"""Downstream prediction heads on frozen PromptBart features (lesson 11).
 
 ``targets`` (labels and censoring), ``splits`` (patient / temporal), ``features`` (extraction
 and cache), ``modules`` (the heads and their losses), ``metrics`` (with trivial baselines),

@@ -1,4 +1,4 @@
-"""``python -m course_lib heads train|evaluate|list`` (lesson 10).
+"""``python -m course_lib heads train|evaluate|list`` (lesson 11).
 
 ``train`` extracts (or reads cached) features of a PromptBart run for a cohort folder, trains
 the chosen heads on its OUTCOMES.csv, evaluates them on the test split against their trivial

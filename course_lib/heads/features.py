@@ -1,4 +1,4 @@
-"""Frozen PromptBart hidden states as features for the prediction heads (lesson 10).
+"""Frozen PromptBart hidden states as features for the prediction heads (lesson 11).
 
 Which hidden states (``kind``):
 

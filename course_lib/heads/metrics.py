@@ -1,4 +1,4 @@
-"""Metrics of the prediction heads, each next to its trivial baseline (lesson 10).
+"""Metrics of the prediction heads, each next to its trivial baseline (lesson 11).
 
 Baselines use only the TRAINING labels: the majority class (accuracy, F1) and the training
 prevalence as a constant probability (AUROC 0.5 by definition, Brier score, ECE).

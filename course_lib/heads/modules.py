@@ -1,4 +1,4 @@
-"""Prediction heads on frozen PromptBart features, their losses and the untrained flag (lesson 10).
+"""Prediction heads on frozen PromptBart features, their losses and the untrained flag (lesson 11).
 
 Every head is ``Hidden -> Linear(256) -> ReLU -> Dropout(0.1) -> Linear(k)``, preceded by a
 fixed standardisation of the features (mean and std of the TRAINING split, stored with the

@@ -1,4 +1,4 @@
-"""Patient-level and temporal splits for the prediction heads (lesson 10).
+"""Patient-level and temporal splits for the prediction heads (lesson 11).
 
 * ``patient``: every patient lands in one split. When the PromptBart run's own
   ``splits.json`` covers the cohort, it is reused, so the heads' test patients are patients

@@ -1,4 +1,4 @@
-"""Versioned storage of prediction heads: ``<head>_YYYYMMDD_HHMMSS/`` folders (lesson 10).
+"""Versioned storage of prediction heads: ``<head>_YYYYMMDD_HHMMSS/`` folders (lesson 11).
 
 Each version folder holds::
 

@@ -1,4 +1,4 @@
-"""Outcome labels of the prediction heads, read from ``OUTCOMES.csv`` and checked (lesson 10).
+"""Outcome labels of the prediction heads, read from ``OUTCOMES.csv`` and checked (lesson 11).
 
 One row per patient: ``LVEF_REDUCED`` (0/1), ``EVENT_DAYS`` (days from the last admission to
 an adverse event or to censoring, >= 0), ``EVENT_OBSERVED`` (1 event, 0 censored) and

@@ -1,4 +1,4 @@
-"""Training the prediction heads on frozen features: one by one or jointly (lesson 10).
+"""Training the prediction heads on frozen features: one by one or jointly (lesson 11).
 
 One by one (:func:`fit_head`): AdamW on mini-batches of the training split, the validation
 loss after every epoch, early stopping after ``patience`` epochs without improvement, and the
