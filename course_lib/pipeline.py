@@ -23,21 +23,6 @@ def split_from_run(cohort: Cohort, run_dir: Path) -> dict[str, Cohort]:
     return {name: cohort.subset(ids) for name, ids in splits.items()}
 
 
-def is_simulated(cohort: Cohort) -> bool:
-    """True when the outcomes table is the simulator's (so its outcome model can label)."""
-    from course_lib.simulate import simulate_outcomes
-
-    if cohort.outcomes is None or len(cohort) == 0:
-        return False
-    sample = cohort.patients[: min(50, len(cohort))]
-    ids = [p.subject_id for p in sample]
-    seed = sample[0].subject_id // 10_000_000
-    recomputed = simulate_outcomes(sample, seed).set_index("SUBJECT_ID").sort_index()
-    stored = cohort.outcomes.set_index("SUBJECT_ID").loc[sorted(ids)]
-    columns = [c for c in recomputed.columns if c in stored.columns]
-    return bool(columns) and recomputed[columns].astype(float).equals(stored[columns].astype(float))
-
-
 def run_pipeline(
     data: str | Path,
     out: str | Path,
@@ -50,7 +35,7 @@ def run_pipeline(
     progress: bool = True,
 ) -> dict:
     """Train, generate and evaluate; returns the flat metrics (also in ``out/report``)."""
-    from course_lib.evaluation.report import format_report_table, write_report
+    from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
     from course_lib.evaluation.suite import evaluate_cohorts
     from course_lib.generation import generate_patients
     from course_lib.mimic import load_mimic, write_mimic
@@ -100,7 +85,7 @@ def run_pipeline(
         f"model: preset {preset}, {result.steps} steps, best validation LM loss "
         f"{result.best_val_lm:.4f} (epoch {result.best_epoch}), stopped: {result.stopped}",
     ]
-    if is_simulated(cohort):
+    if is_simulated_cohort(cohort):
         from course_lib.simulate import simulate_outcomes
 
         def labeler(patients):

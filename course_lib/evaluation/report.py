@@ -244,7 +244,8 @@ def _has_outcome(cohort: Cohort) -> bool:
     return cohort.outcomes is not None and DEFAULT_OUTCOME in cohort.outcomes.columns
 
 
-def _is_simulated(cohort: Cohort) -> bool:
+def is_simulated_cohort(cohort: Cohort) -> bool:
+    """True when the outcomes table has the simulator's columns (its outcome model can label)."""
     outcomes = cohort.outcomes
     return outcomes is not None and set(SIMULATOR_OUTCOME_COLUMNS) <= set(outcomes.columns)
 
@@ -302,7 +303,7 @@ def evaluate_folders(
         notes.append(f"Floors: the reference folder {reference_dir} ({len(reference)} patients).")
 
     labeler = None
-    if _is_simulated(real):
+    if is_simulated_cohort(real):
         from course_lib.simulate import simulate_outcomes
 
         def labeler(patients):
