@@ -50,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -640,20 +640,6 @@ def _parameter_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-@contextmanager
-def _quiet_hub_progress():
-    """Hide transformers' "Writing model shards" bar, which would print once per epoch."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _is_tty() -> bool:
     return sys.stderr.isatty()
 
@@ -929,8 +915,7 @@ def train(
             final = run_dir / "model"
             temp = _new_temp_dir(final)
             try:
-                with _quiet_hub_progress():
-                    unwrapped.save_pretrained(temp)
+                unwrapped.save_pretrained(temp)  # PromptBart hides transformers' bars
                 replace_dir(temp, final)
             except BaseException:
                 shutil.rmtree(temp, ignore_errors=True)
