@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: no widget dependency in notebooks
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from course_lib import icd9

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import BartConfig, GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bart.modeling_bart import BartModel
 from transformers.utils import ModelOutput
@@ -149,6 +150,22 @@ class ConditionalPrompt(nn.Module):
         self.cat_bias = nn.Parameter(torch.zeros(len(cat_cardinalities), hidden))
         self.proj = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_model))
 
+    def reset_parameters(self) -> None:
+        """Unit-scale start: prompts must not drown under BART's position embeddings.
+
+        BART adds a position embedding (std 0.02 per element) to every input vector and then
+        layer-normalises it; with the usual 0.02 initialisation a prompt would be a rounding
+        error on top of its position and every patient would look alike at the start.
+        """
+        init.normal_(self.num_weight, std=1.0)
+        init.zeros_(self.num_bias)
+        init.zeros_(self.cat_bias)
+        for embedding in self.cat_embeddings:
+            init.normal_(embedding.weight, std=1.0)
+        for layer in (self.proj[0], self.proj[2]):
+            init.xavier_uniform_(layer.weight)
+            init.zeros_(layer.bias)
+
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """``x_num [batch, n_num]`` float, ``x_cat [batch, n_cat]`` long -> ``[batch, n_prompts, d_model]``."""
         numeric = x_num.unsqueeze(-1) * self.num_weight + self.num_bias  # [batch, n_num, hidden]
@@ -220,6 +237,11 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         self.register_buffer("cooccurrence_counts", None, persistent=False)
         self.vocabulary = None
         self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, ConditionalPrompt):  # visited after its children
+            module.reset_parameters()
 
     # --- structure -------------------------------------------------------------------
     @property
