@@ -1,0 +1,236 @@
+"""Lesson 03's exercises: a bigram baseline and the violations of a patient-blind generator (lesson 03).
+
+Both extend the lesson's yardsticks for the unconditional baseline: how much a model that sees
+only the previous token already explains (the bigram cross-entropy, between the unigram line and
+the trained BART), and how many age/sex violations a generator that ignores the patient must
+make (the rate the baseline's measured violations are read against).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from course_lib import icd9
+from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.exercises import Exercise, not_attempted, passed, require
+
+# --- Exercise 1: a bigram baseline ---------------------------------------------------------
+
+
+def solution_bigram_cross_entropy(
+    train_sequences: Sequence[Sequence[int]],
+    eval_sequences: Sequence[Sequence[int]],
+    vocab_size: int,
+    alpha: float = 1.0,
+) -> float:
+    """Mean ``-ln p(next | previous)`` over every label of ``eval_sequences``.
+
+    ``p(b | a) = (count(a, b) + alpha) / (count(a) + alpha * vocab_size)`` with pairs counted
+    over ``train_sequences``; the labels of a sequence ``ids`` are ``ids[1:]`` (what the decoder
+    is scored on), each predicted from the token before it.
+    """
+    pairs: Counter[tuple[int, int]] = Counter()
+    previous: Counter[int] = Counter()
+    for ids in train_sequences:
+        for a, b in zip(ids[:-1], ids[1:], strict=True):
+            pairs[(a, b)] += 1
+            previous[a] += 1
+    nll, n = 0.0, 0
+    for ids in eval_sequences:
+        for a, b in zip(ids[:-1], ids[1:], strict=True):
+            nll -= math.log((pairs[(a, b)] + alpha) / (previous[a] + alpha * vocab_size))
+            n += 1
+    return nll / n
+
+
+def _random_sequences(rng: np.random.Generator, n: int, vocab_size: int) -> list[list[int]]:
+    """Sequences with structure a bigram can exploit: each token is often the previous + 1."""
+    sequences = []
+    for _ in range(n):
+        ids = [1]
+        for _ in range(int(rng.integers(3, 12))):
+            step = 1 if rng.random() < 0.6 else int(rng.integers(0, vocab_size))
+            ids.append((ids[-1] + step) % vocab_size)
+        sequences.append(ids)
+    return sequences
+
+
+def check_bigram_cross_entropy(
+    bigram_cross_entropy: Callable[..., float] | None,
+) -> bool:
+    """A hand-computed case, then random sequences against the reference, for two alphas."""
+    name = "bigram_cross_entropy"
+    if bigram_cross_entropy is None:
+        return not_attempted(
+            name, "write bigram_cross_entropy(train_sequences, eval_sequences, vocab_size, alpha)"
+        )
+    # by hand: pairs (1,2) x2, (2,3) x1; vocab 4, alpha 1 -> p(2|1) = 3/6, p(3|2) = 2/5
+    train_case = [[1, 2, 3], [1, 2]]
+    eval_case = [[1, 2, 3]]
+    expected = -(math.log(3 / 6) + math.log(2 / 5)) / 2
+    got = float(bigram_cross_entropy(train_case, eval_case, 4, 1.0))
+    require(
+        math.isclose(got, expected, rel_tol=1e-9),
+        name,
+        f"train {train_case}, eval {eval_case}, vocab_size 4, alpha 1: expected {expected:.6f} "
+        f"(= -(ln 3/6 + ln 2/5) / 2), got {got:.6f}",
+    )
+    rng = np.random.default_rng(3)
+    train_sequences = _random_sequences(rng, 200, 30)
+    eval_sequences = _random_sequences(rng, 50, 30)
+    for alpha in (1.0, 0.1):
+        expected = solution_bigram_cross_entropy(train_sequences, eval_sequences, 30, alpha)
+        got = float(bigram_cross_entropy(train_sequences, eval_sequences, 30, alpha))
+        require(
+            math.isclose(got, expected, rel_tol=1e-6),
+            name,
+            f"random sequences, vocab_size 30, alpha {alpha}: expected {expected:.6f}, "
+            f"got {got:.6f}",
+        )
+    return passed(name, f"{expected:.4f} nats on the random sequences (alpha 0.1)")
+
+
+def _unigram_cross_entropy(train_sequences, eval_sequences, vocab_size, alpha=1.0) -> float:
+    counts = Counter(token for ids in train_sequences for token in ids[1:])
+    total = sum(counts.values())
+    labels = [token for ids in eval_sequences for token in ids[1:]]
+    return -sum(
+        math.log((counts[token] + alpha) / (total + alpha * vocab_size)) for token in labels
+    ) / len(labels)
+
+
+def _bigram_without_smoothing_mass(train_sequences, eval_sequences, vocab_size, alpha=1.0):
+    """Adds alpha to the numerator only: probabilities that do not sum to one."""
+    pairs = Counter(p for ids in train_sequences for p in zip(ids[:-1], ids[1:], strict=True))
+    previous = Counter(a for ids in train_sequences for a in ids[:-1])
+    labels = [p for ids in eval_sequences for p in zip(ids[:-1], ids[1:], strict=True)]
+    return -sum(math.log((pairs[p] + alpha) / (previous[p[0]] + 1)) for p in labels) / len(labels)
+
+
+def _bigram_scoring_the_start_token(train_sequences, eval_sequences, vocab_size, alpha=1.0):
+    """Prepends a padding id 0 so that <patient> itself is scored too."""
+    return solution_bigram_cross_entropy(
+        [[0, *ids] for ids in train_sequences],
+        [[0, *ids] for ids in eval_sequences],
+        vocab_size,
+        alpha,
+    )
+
+
+# --- Exercise 2: the violation rates of a generator that ignores the patient ----------------
+
+
+def solution_expected_violation_rates(cohort: Cohort) -> dict[str, float]:
+    """Expected ``{"age": rate, "sex": rate}`` of a generator blind to who the patient is.
+
+    Each generated code is drawn from the cohort's code occurrences, independently of the
+    patient, who is drawn from the cohort's patients (every visit at ``patient.age``, as the
+    generator writes them). The rate of a family is the share of (occurrence, patient) pairs
+    whose code breaks one of the family's MCE rules for that patient.
+    """
+    occurrences = Counter(code for patient in cohort for code in patient.codes)
+    demographics = Counter((int(patient.age), patient.sex) for patient in cohort)
+    n_occurrences, n_patients = sum(occurrences.values()), len(cohort)
+    broken = {"age": 0, "sex": 0}
+    for code, count in occurrences.items():
+        if not icd9.rules_for(code):
+            continue
+        for (age, sex), patients in demographics.items():
+            rule = icd9.check_code(code, age, sex)
+            if rule is not None:
+                family = "age" if rule in icd9.AGE_RULES else "sex"
+                broken[family] += count * patients
+    return {family: n / (n_occurrences * n_patients) for family, n in broken.items()}
+
+
+def _patient(subject_id: int, sex: str, age: float, codes: list[str]) -> Patient:
+    return Patient(subject_id, sex, age, [Visit(codes=codes, age=age)])
+
+
+def check_expected_violation_rates(
+    expected_violation_rates: Callable[[Cohort], dict[str, float]] | None,
+) -> bool:
+    """A four-patient cohort computed by hand, then a simulated cohort against the reference."""
+    name = "expected_violation_rates"
+    if expected_violation_rates is None:
+        return not_attempted(name, "write expected_violation_rates(cohort) -> {'age', 'sex'}")
+    # codes: 650 (normal delivery: maternity 12-55, female), 4019 (hypertension: no rule),
+    # 185 (prostate cancer: male), V3000 (single liveborn: newborn)
+    small = Cohort(
+        [
+            _patient(1, "F", 30.0, ["650", "4019"]),
+            _patient(2, "M", 70.0, ["185", "4019"]),
+            _patient(3, "M", 0.0, ["V3000"]),
+            _patient(4, "F", 0.2, ["4019"]),
+        ]
+    )
+    # 6 occurrences x 4 patients = 24 pairs. 650 breaks "female" for patients 2 and 3 (sex),
+    # "maternity" for patient 4 (age). 185 breaks "male" for 1 and 4 (sex). V3000 breaks
+    # "newborn" for 1 and 2 (age). Age: 3 pairs; sex: 4 pairs.
+    by_hand = {"age": 3 / 24, "sex": 4 / 24}
+    got = expected_violation_rates(small)
+    require(isinstance(got, dict), name, f"expected a dict, got {type(got).__name__}")
+    require(set(got) >= {"age", "sex"}, name, f"expected keys 'age' and 'sex', got {sorted(got)}")
+    for family, value in by_hand.items():
+        require(
+            math.isclose(float(got[family]), value, rel_tol=1e-9),
+            name,
+            f"four-patient cohort (see the check's comment): {family} rate should be "
+            f"{value:.4f}, got {float(got[family]):.4f}",
+        )
+    from course_lib.simulate import simulate_cohort
+
+    cohort = simulate_cohort(300, seed=11)
+    expected = solution_expected_violation_rates(cohort)
+    got = expected_violation_rates(cohort)
+    for family, value in expected.items():
+        require(
+            math.isclose(float(got[family]), value, rel_tol=1e-6),
+            name,
+            f"simulate_cohort(300, seed=11): {family} rate should be {value:.5f}, "
+            f"got {float(got[family]):.5f}",
+        )
+    return passed(
+        name,
+        f"simulated cohort: age {expected['age']:.2%}, sex {expected['sex']:.2%} expected",
+    )
+
+
+def _per_patient_average(cohort: Cohort) -> dict[str, float]:
+    """Averages each patient's own rate (weights short patients up): not the pair share."""
+    per_patient = [solution_expected_violation_rates(Cohort([p])) for p in cohort if p.codes]
+    return {f: float(np.mean([r[f] for r in per_patient])) for f in ("age", "sex")}
+
+
+def _ignores_sex(cohort: Cohort) -> dict[str, float]:
+    rates = solution_expected_violation_rates(cohort)
+    return {"age": rates["age"], "sex": 0.0}
+
+
+def _swapped_families(cohort: Cohort) -> dict[str, float]:
+    rates = solution_expected_violation_rates(cohort)
+    return {"age": rates["sex"], "sex": rates["age"]}
+
+
+EXERCISES = [
+    Exercise(
+        "bigram_cross_entropy",
+        check_bigram_cross_entropy,
+        solution_bigram_cross_entropy,
+        wrong_answers=(
+            _unigram_cross_entropy,
+            _bigram_without_smoothing_mass,
+            _bigram_scoring_the_start_token,
+        ),
+    ),
+    Exercise(
+        "expected_violation_rates",
+        check_expected_violation_rates,
+        solution_expected_violation_rates,
+        wrong_answers=(_per_patient_average, _ignores_sex, _swapped_families),
+    ),
+]

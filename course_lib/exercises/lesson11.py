@@ -1,0 +1,187 @@
+"""Lesson 11's exercises: temperature scaling and a survival output for the horizon head (lesson 11).
+
+Both extend :mod:`course_lib.heads`: a one-parameter calibrator for a binary head's logits, and
+a discrete-time hazard parametrisation that makes the horizon head's risks grow with the horizon.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.heads.metrics import expected_calibration_error
+
+# --- Exercise 1: temperature scaling --------------------------------------------------------
+
+
+def _binary_nll(logits: np.ndarray, outcomes: np.ndarray, temperature: float) -> float:
+    """Mean binary cross-entropy of ``sigmoid(logits / temperature)``, computed stably."""
+    scaled = logits / temperature
+    return float(np.mean(np.logaddexp(0.0, scaled) - outcomes * scaled))
+
+
+def solution_temperature_scaling(logits: np.ndarray, outcomes: np.ndarray) -> float:
+    """The temperature minimising the held-out BCE (searched on log T, so T stays > 0)."""
+    from scipy.optimize import minimize_scalar
+
+    logits = np.asarray(logits, dtype=np.float64)
+    outcomes = np.asarray(outcomes, dtype=np.float64)
+    found = minimize_scalar(
+        lambda log_t: _binary_nll(logits, outcomes, math.exp(log_t)),
+        bounds=(math.log(0.05), math.log(20.0)),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(math.exp(found.x))
+
+
+def _miscalibrated(scale: float, seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes drawn from ``sigmoid(z)``; logits ``scale * z`` (scale > 1: over-confident)."""
+    rng = np.random.default_rng(seed)
+    true_logits = rng.normal(0.0, 1.5, size=n)
+    outcomes = (rng.random(n) < 1.0 / (1.0 + np.exp(-true_logits))).astype(np.float64)
+    return scale * true_logits, outcomes
+
+
+def _grid_temperature(logits: np.ndarray, outcomes: np.ndarray) -> float:
+    """The check's own optimum: a dense grid on log T (independent of any solver)."""
+    grid = np.exp(np.linspace(math.log(0.05), math.log(20.0), 4001))
+    losses = [_binary_nll(logits, outcomes, t) for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+def check_temperature_scaling(
+    fit_temperature: Callable[[np.ndarray, np.ndarray], float] | None,
+) -> bool:
+    """``fit_temperature(logits [N], outcomes [N] of 0/1) -> T`` must find the BCE-optimal T."""
+    name = "temperature_scaling"
+    if fit_temperature is None:
+        return not_attempted(name, "write fit_temperature(logits, outcomes) -> float")
+    for scale, kind in ((3.0, "over-confident"), (0.5, "under-confident")):
+        logits, outcomes = _miscalibrated(scale, seed=11 if scale > 1 else 12)
+        found = fit_temperature(logits.copy(), outcomes.copy())
+        require(
+            isinstance(found, int | float | np.floating) and math.isfinite(float(found)),
+            name,
+            f"{kind} logits: expected a finite number, got {found!r}",
+        )
+        found = float(found)
+        require(found > 0, name, f"{kind} logits: temperature {found} must be > 0")
+        best = _grid_temperature(logits, outcomes)
+        require(
+            abs(math.log(found / best)) < 0.02,
+            name,
+            f"{kind} logits (made {scale}x too large): temperature {found:.4f}, but the "
+            f"cross-entropy is lowest at {best:.4f} (divide the logits by T, do not multiply)",
+        )
+        before = expected_calibration_error(_sigmoid(logits), outcomes)
+        after = expected_calibration_error(_sigmoid(logits / found), outcomes)
+        require(
+            after < before,
+            name,
+            f"{kind} logits: ECE {before:.4f} before scaling, {after:.4f} after: no better",
+        )
+    return passed(name, "finds the best temperature for over- and under-confident logits")
+
+
+def _no_scaling(logits: np.ndarray, outcomes: np.ndarray) -> float:
+    return 1.0
+
+
+def _inverted_temperature(logits: np.ndarray, outcomes: np.ndarray) -> float:
+    return 1.0 / solution_temperature_scaling(logits, outcomes)  # multiplies instead of divides
+
+
+# --- Exercise 2: a survival output: cumulative risk from discrete-time hazards -------------
+
+
+def solution_cumulative_risk(hazard_logits: torch.Tensor) -> torch.Tensor:
+    """``[batch, H]`` hazard logits -> ``[batch, H]`` P(event by horizon k), non-decreasing in k."""
+    # log(1 - sigmoid(l)) = logsigmoid(-l): stable for large logits
+    log_survival = torch.nn.functional.logsigmoid(-hazard_logits).cumsum(dim=-1)
+    return -torch.expm1(log_survival)
+
+
+def _reference_cumulative_risk(hazard_logits: torch.Tensor) -> torch.Tensor:
+    hazards = torch.sigmoid(hazard_logits.double())
+    return 1.0 - torch.cumprod(1.0 - hazards, dim=-1)
+
+
+def check_cumulative_risk(cumulative_risk: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
+    """Values, shape, range, monotonicity in the horizon, and a gradient back to the logits."""
+    name = "cumulative_risk"
+    if cumulative_risk is None:
+        return not_attempted(name, "write cumulative_risk(hazard_logits) -> tensor")
+    generator = torch.Generator().manual_seed(11)
+    hazard_logits = (torch.randn(64, 4, generator=generator) * 2.0 - 1.0).requires_grad_(True)
+    risk = cumulative_risk(hazard_logits)
+    require(isinstance(risk, torch.Tensor), name, f"expected a tensor, got {type(risk).__name__}")
+    require(
+        tuple(risk.shape) == (64, 4),
+        name,
+        f"shape {tuple(risk.shape)}: expected the logits' shape (64, 4)",
+    )
+    values = risk.detach().double()
+    require(
+        bool(values.ge(0).all() and values.le(1).all()),
+        name,
+        f"risks must lie in [0, 1]; found {values.min():.4f} to {values.max():.4f}",
+    )
+    steps = values.diff(dim=-1)
+    require(
+        bool(steps.ge(-1e-7).all()),
+        name,
+        f"the risk must not fall from one horizon to the next; largest fall {-steps.min():.4f}",
+    )
+    expected = _reference_cumulative_risk(hazard_logits.detach())
+    worst = float((values - expected).abs().max())
+    require(
+        worst < 1e-5,
+        name,
+        f"values differ from 1 - prod_(j<=k) (1 - sigmoid(l_j)) by up to {worst:.2e}",
+    )
+    require(risk.requires_grad, name, "the output does not depend on the logits' gradient")
+    risk.sum().backward()
+    gradient = hazard_logits.grad
+    require(
+        gradient is not None and bool(torch.isfinite(gradient).all()) and gradient.abs().sum() > 0,
+        name,
+        "no finite, non-zero gradient reaches the hazard logits",
+    )
+    return passed(name, "cumulative risk from hazards: right values, monotone, differentiable")
+
+
+def _independent_sigmoids(hazard_logits: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(hazard_logits)  # what the horizon head does now: not monotone
+
+
+def _survival_instead_of_risk(hazard_logits: torch.Tensor) -> torch.Tensor:
+    return torch.cumprod(1.0 - torch.sigmoid(hazard_logits), dim=-1)
+
+
+def _detached(hazard_logits: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(solution_cumulative_risk(hazard_logits).detach().numpy())
+
+
+EXERCISES = [
+    Exercise(
+        "temperature_scaling",
+        check_temperature_scaling,
+        solution_temperature_scaling,
+        wrong_answers=(_no_scaling, _inverted_temperature),
+    ),
+    Exercise(
+        "cumulative_risk",
+        check_cumulative_risk,
+        solution_cumulative_risk,
+        wrong_answers=(_independent_sigmoids, _survival_instead_of_risk, _detached),
+    ),
+]
