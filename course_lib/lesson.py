@@ -277,6 +277,10 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     Falls back to doing nothing where myst-nb is not installed (Colab): the number is then only
     in the cell's printed output, which is where a notebook reader sees it anyway.
     """
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        value = value.item()  # myst-nb formats Python numbers; np.float64 prints as its repr
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

@@ -549,8 +549,11 @@ def sample_check(
     an alarm is raised when the sample has fewer than ``collapse_ratio`` times the real unique
     codes, or a top-code share above the real one divided by ``collapse_ratio`` (the notes'
     collapse: 31 unique codes, the top code in 12.5% of patients). The global RNG is left
-    untouched, so the check does not change the training that follows.
+    untouched, so the check does not change the training that follows. Sampling uses the
+    same grammar and no-repeat rules as :func:`course_lib.generation.generate_patients`, so
+    the check sees what generation would produce.
     """
+    from course_lib.generation import build_processors
     from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID
 
     n = min(n, len(dataset))
@@ -569,6 +572,7 @@ def sample_check(
             do_sample=True,
             top_k=0,
             max_new_tokens=max_new_tokens,
+            logits_processor=build_processors(vocabulary, [], []),
             pad_token_id=PAD_ID,
             eos_token_id=EOS_ID,
             decoder_start_token_id=BOS_ID,
