@@ -76,11 +76,13 @@ class PatientGrammarProcessor(LogitsProcessor):
         may_add_code = inside & (n_codes < self.max_codes_per_visit)
         allowed[may_add_code] |= code_mask
         allowed[inside & last.ne(VISIT_START_ID), VISIT_END_ID] = True
-        # finished sequences (after </patient>) keep producing padding, which generate ignores
         done = input_ids.eq(EOS_ID).any(1)
-        allowed[done] = False
-        allowed[done, PAD_ID] = True
-        return scores.masked_fill(~allowed, -float("inf"))
+        scores = scores.masked_fill(~allowed, -float("inf"))
+        # A finished patient (after </patient>) pads, whatever an earlier processor banned
+        # (no_repeat_ngram_size=1 bans a second <pad>): a row of -inf has no softmax.
+        scores[done] = -float("inf")
+        scores[done, PAD_ID] = 0.0
+        return scores
 
 
 class NoRepeatCodeProcessor(LogitsProcessor):

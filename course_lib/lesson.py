@@ -203,7 +203,14 @@ def set_plot_defaults() -> None:
     """Small, readable figures; the Agg backend when no notebook or display can show them."""
     import matplotlib
 
-    if not in_notebook() and not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY"):
+    shell = None
+    if in_notebook():
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is not None:
+        shell.run_line_magic("matplotlib", "inline")  # a Figure shows as a cell's value
+    elif not os.environ.get("MPLBACKEND") and not os.environ.get("DISPLAY"):
         matplotlib.use("Agg")
     matplotlib.rcParams.update(
         {

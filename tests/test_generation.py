@@ -142,3 +142,15 @@ def test_naive_loop_gives_the_same_greedy_tokens_as_generate():
     )
     length = min(naive.shape[1], cached.shape[1])
     assert torch.equal(naive[:, :length], cached[:, :length])
+
+
+def test_grammar_lets_a_finished_patient_pad_whatever_came_before():
+    """no_repeat_ngram_size=1 bans a second <pad>; a fully masked row would break sampling."""
+    vocabulary = make_vocabulary()
+    a = vocabulary.code_to_id("4019")
+    finished = torch.tensor([[BOS_ID, VISIT_START_ID, a, VISIT_END_ID, EOS_ID, PAD_ID]])
+    banned = torch.zeros(1, len(vocabulary))
+    banned[0, PAD_ID] = -float("inf")
+    scores = PatientGrammarProcessor(vocabulary)(finished, banned)
+    assert torch.isfinite(scores[0, PAD_ID]) and torch.isinf(scores[0, :PAD_ID]).all()
+    assert torch.isinf(scores[0, PAD_ID + 1 :]).all()
