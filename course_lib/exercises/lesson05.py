@@ -1,0 +1,193 @@
+"""Lesson 05's exercises: head sizes, a focal-loss sex head, a head on the mean state (lesson 05)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.losses import IGNORE_INDEX, sex_loss
+from course_lib.model import AUX_HIDDEN, make_aux_head
+
+# --- Exercise 1: how many parameters does an auxiliary head have? -------------------------
+
+
+def solution_aux_head_parameters(d_model: int, n_outputs: int, kind: str) -> int:
+    """Weights and biases of ``make_aux_head(d_model, n_outputs, kind)``."""
+    if kind == "linear":
+        return d_model * n_outputs + n_outputs
+    return (d_model * AUX_HIDDEN + AUX_HIDDEN) + (AUX_HIDDEN * n_outputs + n_outputs)
+
+
+def check_aux_head_parameters(count_parameters: Callable[[int, int, str], int] | None) -> bool:
+    """Compare the learner's formula with the heads ``make_aux_head`` builds, for many shapes."""
+    name = "aux_head_parameters"
+    if count_parameters is None:
+        return not_attempted(name, "write aux_head_parameters(d_model, n_outputs, kind)")
+    cases = [(d, k, kind) for d in (32, 128, 768) for k in (1, 2, 5) for kind in ("linear", "mlp")]
+    for d_model, n_outputs, kind in cases:
+        head = make_aux_head(d_model, n_outputs, kind)
+        expected = sum(parameter.numel() for parameter in head.parameters())
+        got = count_parameters(d_model, n_outputs, kind)
+        require(
+            got == expected,
+            name,
+            f"d_model {d_model}, n_outputs {n_outputs}, kind {kind!r}: counted {got}, "
+            f"make_aux_head has {expected} (difference {got - expected})",
+        )
+    return passed(name, f"matches make_aux_head for {len(cases)} shapes")
+
+
+def _forgot_biases(d_model: int, n_outputs: int, kind: str) -> int:
+    if kind == "linear":
+        return d_model * n_outputs
+    return d_model * AUX_HIDDEN + AUX_HIDDEN * n_outputs
+
+
+def _mlp_as_linear(d_model: int, n_outputs: int, kind: str) -> int:
+    return d_model * n_outputs + n_outputs
+
+
+# --- Exercise 2: a focal loss for the sex head ----------------------------------------------
+
+
+def solution_focal_sex_loss(
+    sex_logits: torch.Tensor, sex_target: torch.Tensor, gamma: float = 2.0
+) -> torch.Tensor:
+    """``mean_b -(1 - p_b)^gamma log p_b`` with ``p_b`` the probability of the true class.
+
+    ``sex_logits [batch, classes]``, ``sex_target [batch]``. Confident right answers
+    (``p_b`` near 1) weigh almost nothing, so a head that already knows the easy patients
+    stops being pushed by them; ``gamma = 0`` is the plain cross-entropy.
+    """
+    log_p = sex_logits.float().log_softmax(dim=-1).gather(1, sex_target.long().view(-1, 1))[:, 0]
+    return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
+
+
+def check_focal_sex_loss(
+    focal_loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None,
+) -> bool:
+    """Against the definition on random logits; gamma 0 must be ``course_lib.losses.sex_loss``."""
+    name = "focal_sex_loss"
+    if focal_loss is None:
+        return not_attempted(name, "write focal_sex_loss(sex_logits, sex_target, gamma)")
+    generator = torch.Generator().manual_seed(5)
+    for batch, scale in ((8, 1.0), (33, 4.0)):
+        sex_logits = torch.randn(batch, 2, generator=generator) * scale
+        sex_target = torch.randint(0, 2, (batch,), generator=generator)
+        for gamma in (0.0, 1.0, 2.0, 5.0):
+            got = focal_loss(sex_logits, sex_target, gamma)
+            require(
+                isinstance(got, torch.Tensor) and got.dim() == 0,
+                name,
+                f"expected a 0-dim tensor, got {getattr(got, 'shape', type(got).__name__)}",
+            )
+            expected = solution_focal_sex_loss(sex_logits, sex_target, gamma)
+            require(
+                torch.allclose(got.float(), expected, atol=1e-6, rtol=1e-5),
+                name,
+                f"batch {batch}, gamma {gamma}: got {float(got):.6f}, expected {float(expected):.6f}",
+            )
+        plain = focal_loss(sex_logits, sex_target, 0.0).float()
+        require(
+            torch.allclose(plain, sex_loss(sex_logits, sex_target)),
+            name,
+            "gamma 0 must give the plain cross-entropy (course_lib.losses.sex_loss)",
+        )
+    logits = torch.tensor([[0.0, 1.0]], requires_grad=True)
+    focal_loss(logits, torch.tensor([1]), 2.0).backward()
+    require(
+        logits.grad is not None and bool(torch.isfinite(logits.grad).all()),
+        name,
+        "the loss must be differentiable (build it from torch operations, no .item())",
+    )
+    return passed(name, "matches the focal loss for 4 gammas; gamma 0 is sex_loss")
+
+
+def _focal_without_log(sex_logits, sex_target, gamma=2.0):
+    p = sex_logits.softmax(dim=-1).gather(1, sex_target.long().view(-1, 1))[:, 0]
+    return ((1 - p) ** gamma).mean()
+
+
+def _focal_ignoring_gamma(sex_logits, sex_target, gamma=2.0):
+    return F.cross_entropy(sex_logits, sex_target.long())
+
+
+def _focal_summed(sex_logits, sex_target, gamma=2.0):
+    return solution_focal_sex_loss(sex_logits, sex_target, gamma) * sex_logits.shape[0]
+
+
+# --- Exercise 3: a head on the mean decoder state --------------------------------------------
+
+
+def solution_mean_decoder_state(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq, d_model]``, ``[batch, seq]`` -> ``[batch, d_model]``: the mean of the
+    hidden states at the scored positions (``labels != -100``); padding does not count."""
+    scored = labels.ne(IGNORE_INDEX).unsqueeze(-1).to(hidden.dtype)  # [batch, seq, 1]
+    return (hidden * scored).sum(dim=1) / scored.sum(dim=1).clamp(min=1)
+
+
+def check_mean_decoder_state(
+    mean_state: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+) -> bool:
+    """On hidden states with right padding of different lengths, padding full of large values."""
+    name = "mean_decoder_state"
+    if mean_state is None:
+        return not_attempted(name, "write mean_decoder_state(hidden, labels)")
+    generator = torch.Generator().manual_seed(11)
+    hidden = torch.randn(4, 7, 6, generator=generator)
+    labels = torch.randint(7, 30, (4, 7), generator=generator)
+    for row, length in enumerate((7, 5, 2, 1)):
+        labels[row, length:] = IGNORE_INDEX
+        hidden[row, length:] = 100.0  # what a head must never average in
+    got = mean_state(hidden, labels)
+    require(
+        isinstance(got, torch.Tensor) and tuple(got.shape) == (4, 6),
+        name,
+        f"expected a [batch, d_model] = (4, 6) tensor, got {getattr(got, 'shape', type(got).__name__)}",
+    )
+    expected = solution_mean_decoder_state(hidden, labels)
+    require(
+        bool((got.abs() < 50).all()),
+        name,
+        "values near 100 came from the padded positions: average only where labels != -100",
+    )
+    require(
+        torch.allclose(got, expected, atol=1e-6),
+        name,
+        f"patient 1 (5 scored positions): got {got[1, :3].tolist()}, "
+        f"expected {expected[1, :3].tolist()} (first 3 features)",
+    )
+    return passed(name, "averages the scored positions only")
+
+
+def _mean_with_padding(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return hidden.mean(dim=1)
+
+
+def _last_position(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return hidden[:, -1]
+
+
+EXERCISES = [
+    Exercise(
+        "aux_head_parameters",
+        check_aux_head_parameters,
+        solution_aux_head_parameters,
+        wrong_answers=(_forgot_biases, _mlp_as_linear),
+    ),
+    Exercise(
+        "focal_sex_loss",
+        check_focal_sex_loss,
+        solution_focal_sex_loss,
+        wrong_answers=(_focal_without_log, _focal_ignoring_gamma, _focal_summed),
+    ),
+    Exercise(
+        "mean_decoder_state",
+        check_mean_decoder_state,
+        solution_mean_decoder_state,
+        wrong_answers=(_mean_with_padding, _last_position),
+    ),
+]

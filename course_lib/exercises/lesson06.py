@@ -1,0 +1,193 @@
+"""Lesson 06's exercises: a label-smoothed LM loss and a PMI co-occurrence support (lesson 06)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.losses import IGNORE_INDEX, build_cooccurrence_counts, lm_loss
+
+# --- Exercise 1: label smoothing for the language-modelling loss ----------------------------
+
+
+def solution_smoothed_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, smoothing: float
+) -> torch.Tensor:
+    """``(1 - eps) * NLL(label) + eps * mean_v(-log p_v)``, averaged over scored positions.
+
+    The target distribution puts ``1 - eps`` on the label and spreads ``eps`` uniformly over
+    the whole vocabulary (the label included), as ``torch.nn.functional.cross_entropy``'s
+    ``label_smoothing`` does. ``logits [batch, seq, vocab]``, ``labels [batch, seq]``.
+    """
+    scored = labels.ne(IGNORE_INDEX)  # [batch, seq]
+    log_probs = logits[scored].float().log_softmax(dim=-1)  # [n_scored, vocab]
+    nll = -log_probs.gather(1, labels[scored].view(-1, 1))[:, 0]
+    uniform = -log_probs.mean(dim=-1)
+    return ((1 - smoothing) * nll + smoothing * uniform).mean()
+
+
+def check_smoothed_lm_loss(
+    smoothed_loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None,
+) -> bool:
+    """Against torch's ``label_smoothing`` on padded batches; smoothing 0 is ``lm_loss``."""
+    name = "smoothed_lm_loss"
+    if smoothed_loss is None:
+        return not_attempted(name, "write smoothed_lm_loss(logits, labels, smoothing)")
+    generator = torch.Generator().manual_seed(3)
+    for batch, seq, vocab in ((2, 5, 11), (4, 9, 40)):
+        logits = torch.randn(batch, seq, vocab, generator=generator) * 3
+        labels = torch.randint(0, vocab, (batch, seq), generator=generator)
+        labels[0, seq // 2 :] = IGNORE_INDEX  # right padding in one patient
+        for smoothing in (0.0, 0.1, 0.3):
+            got = smoothed_loss(logits, labels, smoothing)
+            require(
+                isinstance(got, torch.Tensor) and got.dim() == 0,
+                name,
+                f"expected a 0-dim tensor, got {getattr(got, 'shape', type(got).__name__)}",
+            )
+            expected = F.cross_entropy(
+                logits.reshape(-1, vocab),
+                labels.reshape(-1),
+                ignore_index=IGNORE_INDEX,
+                label_smoothing=smoothing,
+            )
+            require(
+                torch.allclose(got.float(), expected, atol=1e-5),
+                name,
+                f"shape {(batch, seq, vocab)}, smoothing {smoothing}: got {float(got):.6f}, "
+                f"expected {float(expected):.6f}",
+            )
+        require(
+            torch.allclose(smoothed_loss(logits, labels, 0.0).float(), lm_loss(logits, labels)),
+            name,
+            "smoothing 0 must give course_lib.losses.lm_loss",
+        )
+    return passed(name, "matches cross_entropy(label_smoothing=...) with padding")
+
+
+def _smoothing_over_padding(logits, labels, smoothing):
+    log_probs = logits.float().log_softmax(dim=-1)
+    nll = -log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1))[..., 0]
+    return ((1 - smoothing) * nll + smoothing * -log_probs.mean(dim=-1)).mean()
+
+
+def _smoothing_ignored(logits, labels, smoothing):
+    return lm_loss(logits, labels)
+
+
+def _smoothing_on_other_tokens_only(logits, labels, smoothing):
+    """The eps / (V - 1) variant: a different, also common, definition; not the one asked for."""
+    scored = labels.ne(IGNORE_INDEX)
+    log_probs = logits[scored].float().log_softmax(dim=-1)
+    target = labels[scored].view(-1, 1)
+    nll = -log_probs.gather(1, target)[:, 0]
+    others = -(log_probs.sum(dim=-1) - log_probs.gather(1, target)[:, 0]) / (logits.shape[-1] - 1)
+    return ((1 - smoothing) * nll + smoothing * others).mean()
+
+
+# --- Exercise 2: pointwise mutual information instead of raw counts -------------------------
+
+
+def solution_pmi_matrix(
+    cooccurrence_counts: torch.Tensor, code_counts: torch.Tensor, n_patients: int
+) -> torch.Tensor:
+    """``pmi[i, j] = log(n_ij * N / (n_i * n_j))`` (natural log), ``-inf`` where ``n_ij = 0``.
+
+    ``cooccurrence_counts [vocab, vocab]``: patients holding both codes (diagonal 0, as
+    :func:`course_lib.losses.build_cooccurrence_counts` makes it); ``code_counts [vocab]``:
+    patients holding each code; ``N = n_patients``. PMI > 0 means "together more often than
+    chance": unlike a raw count threshold it does not favour the most frequent codes.
+    """
+    joint = cooccurrence_counts.double()
+    expected = code_counts.double().view(-1, 1) * code_counts.double().view(1, -1) / n_patients
+    pmi = torch.log(joint / expected.clamp(min=1e-300))
+    return pmi.masked_fill(joint.eq(0), float("-inf")).float()
+
+
+def _toy_patients() -> tuple[list[list[int]], int, torch.Tensor]:
+    """Token-id lists of a few patients over a 12-token vocabulary (codes are ids 7 to 11)."""
+    patients = [
+        [1, 3, 7, 8, 4, 2],
+        [1, 3, 7, 8, 4, 3, 9, 4, 2],
+        [1, 3, 7, 9, 4, 2],
+        [1, 3, 10, 11, 4, 2],
+        [1, 3, 10, 4, 3, 7, 4, 2],
+        [1, 3, 8, 4, 2],
+        [1, 3, 7, 8, 11, 4, 2],
+    ]
+    vocab_size = 12
+    code_mask = torch.arange(vocab_size) >= 7
+    return patients, vocab_size, code_mask
+
+
+def check_pmi_matrix(
+    pmi_matrix: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
+) -> bool:
+    """On the co-occurrence counts of a toy cohort: values, symmetry and ``-inf`` for pairs never
+    seen together."""
+    name = "pmi_matrix"
+    if pmi_matrix is None:
+        return not_attempted(name, "write pmi_matrix(cooccurrence_counts, code_counts, n_patients)")
+    patients, vocab_size, code_mask = _toy_patients()
+    counts = build_cooccurrence_counts(patients, vocab_size, code_mask)
+    code_counts = torch.zeros(vocab_size, dtype=torch.int64)
+    for token_ids in patients:
+        for token_id in {t for t in token_ids if code_mask[t]}:
+            code_counts[token_id] += 1
+    got = pmi_matrix(counts, code_counts, len(patients))
+    require(
+        isinstance(got, torch.Tensor) and tuple(got.shape) == (vocab_size, vocab_size),
+        name,
+        f"expected a [{vocab_size}, {vocab_size}] tensor, "
+        f"got {getattr(got, 'shape', type(got).__name__)}",
+    )
+    got = got.double()
+    expected = solution_pmi_matrix(counts, code_counts, len(patients)).double()
+    never = counts.eq(0)
+    require(
+        bool(torch.isneginf(got[never]).all()),
+        name,
+        "pairs never seen together (count 0) must be -inf (log 0), not NaN or a number",
+    )
+    require(torch.equal(got, got.T), name, "PMI must be symmetric: pmi[i, j] == pmi[j, i]")
+    finite = ~never
+    worst = (got[finite] - expected[finite]).abs().argmax()
+    require(
+        torch.allclose(got[finite], expected[finite], atol=1e-5),
+        name,
+        f"a pair seen together: got {float(got[finite][worst]):.4f}, expected "
+        f"{float(expected[finite][worst]):.4f} = log(n_ij * N / (n_i * n_j))",
+    )
+    return passed(name, f"PMI of {int(finite.sum()) // 2} code pairs of a toy cohort")
+
+
+def _pmi_without_n(cooccurrence_counts, code_counts, n_patients):
+    return solution_pmi_matrix(cooccurrence_counts, code_counts, 1)
+
+
+def _pmi_nan_for_unseen(cooccurrence_counts, code_counts, n_patients):
+    pmi = solution_pmi_matrix(cooccurrence_counts, code_counts, n_patients)
+    return pmi.masked_fill(torch.isinf(pmi), float("nan"))
+
+
+EXERCISES = [
+    Exercise(
+        "smoothed_lm_loss",
+        check_smoothed_lm_loss,
+        solution_smoothed_lm_loss,
+        wrong_answers=(
+            _smoothing_over_padding,
+            _smoothing_ignored,
+            _smoothing_on_other_tokens_only,
+        ),
+    ),
+    Exercise(
+        "pmi_matrix",
+        check_pmi_matrix,
+        solution_pmi_matrix,
+        wrong_answers=(_pmi_without_n, _pmi_nan_for_unseen),
+    ),
+]

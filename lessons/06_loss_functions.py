@@ -1,0 +1,386 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Loss functions
+#
+# **Objectives.** After this lesson you can compute each of PromptBart's losses by hand on a
+# few tensors: the language-modelling (LM) cross-entropy, the age head's mean squared error,
+# the sex head's cross-entropy, the co-occurrence loss and the diversity loss; check each
+# against `course_lib.losses`; add them into the weighted total and check that total on a real
+# model; and read a loss breakdown: which share of the total each term is, in a table and in a
+# chart.
+#
+# **Prerequisites.** {doc}`05_multitask_heads` (the heads and their terms); `log_softmax` and
+# `torch.gather`.
+#
+# **Estimated time.** 40 minutes.
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
+    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
+    print("course_lib installed from the course repository")
+
+# %%
+from course_lib.lesson import glue, setup_lesson
+
+ctx = setup_lesson(seed=0, name="06_loss_functions")
+
+# %% [markdown]
+# ## The LM loss: cross-entropy over the scored tokens
+#
+# A small example first: two patients, five target positions, a vocabulary of 12 tokens of
+# which ids 7 to 11 are codes (ids 0 to 6 are the special tokens). The second patient is
+# shorter: its last two labels are `-100`, the padding that no loss may score.
+
+# %%
+import torch
+
+from course_lib import losses
+
+torch.manual_seed(0)
+vocab_size = 12
+code_mask = torch.arange(vocab_size) >= 7  # [vocab] True for code tokens
+logits = torch.randn(2, 5, vocab_size)  # [batch, seq, vocab]
+labels = torch.tensor([[7, 8, 4, 9, 2], [3, 10, 11, -100, -100]])  # [batch, seq]
+
+scored = labels != -100
+log_probs = logits.log_softmax(dim=-1)  # [batch, seq, vocab]
+label_log_probs = log_probs[scored].gather(1, labels[scored].unsqueeze(1))  # [n_scored, 1]
+lm_by_hand = -label_log_probs.mean()
+print(f"LM by hand {lm_by_hand:.6f}, course_lib {losses.lm_loss(logits, labels):.6f}")
+assert torch.allclose(lm_by_hand, losses.lm_loss(logits, labels))
+
+# %% [markdown]
+# Every scored token counts once, whichever patient it belongs to; padding counts not at all.
+# A model that knows nothing predicts every token with probability `1 / vocab`, and scores
+# `log(vocab)`: the yardstick for a random-initialised model below.
+#
+# ## The heads' losses: MSE for age, cross-entropy for sex
+#
+# The age head predicts the *normalised* age (a z-score of the training ages, lesson 02), so a
+# constant prediction of the mean scores about 1 whatever the cohort; in years the loss would be
+# in the hundreds and swamp the LM loss under any small weight. The sex head predicts two logits.
+
+# %%
+age_pred = torch.tensor([0.3, -1.2, 0.8, 0.0])  # [batch] head outputs
+age_target = torch.tensor([0.5, -0.9, 1.6, -0.4])  # [batch] z-scored ages
+sex_logits = torch.tensor([[2.0, -1.0], [0.1, 0.3], [-0.5, 0.5], [0.0, 0.0]])  # [batch, 2]
+sex_target = torch.tensor([0, 1, 0, 1])  # F = 0, M = 1
+
+age_by_hand = ((age_pred - age_target) ** 2).mean()
+sex_by_hand = -sex_logits.log_softmax(dim=-1).gather(1, sex_target.unsqueeze(1)).mean()
+assert torch.allclose(age_by_hand, losses.age_loss(age_pred, age_target))
+assert torch.allclose(sex_by_hand, losses.sex_loss(sex_logits, sex_target))
+print(f"age MSE {age_by_hand:.6f}, sex CE {sex_by_hand:.6f}")
+
+# %% [markdown]
+# The last patient's logits are equal, a coin flip: its cross-entropy is log 2 = 0.693, the
+# chance level of the sex loss.
+#
+# ## The co-occurrence loss
+#
+# The original project's notes added a co-occurrence term: a penalty for predicting codes that
+# real patients never hold together with the codes the patient already has. `course_lib`
+# defines it precisely. Count, on the training patients, how many patients hold each pair of
+# codes; at target position `t` the codes already in the patient, `S_t`, *support* a code `c`
+# when some `s` in `S_t` co-occurs with `c` in at least `threshold` patients. The loss is the
+# probability mass put on unsupported codes, averaged over the positions that have at least one
+# code before them. Toy counts from five toy patients:
+
+# %%
+toy_patients = [  # token ids: <patient>=1 <visit>=3 codes </visit>=4 </patient>=2
+    [1, 3, 7, 8, 4, 2],
+    [1, 3, 7, 8, 4, 3, 9, 4, 2],
+    [1, 3, 7, 9, 4, 2],
+    [1, 3, 10, 11, 4, 2],
+    [1, 3, 10, 11, 8, 4, 2],
+]
+toy_counts = losses.build_cooccurrence_counts(toy_patients, vocab_size, code_mask)
+print(toy_counts[7:, 7:])  # rows and columns: codes 7..11
+
+# %% [markdown]
+# Codes 7 and 8 are held together by two patients, 10 and 11 by two, 7 and 10 by none. With
+# `threshold = 2` the loss, written as a loop over patients and positions:
+
+
+# %%
+def cooccurrence_by_hand(logits, labels, counts, threshold, code_mask) -> torch.Tensor:
+    unsupported_masses = []
+    for patient_logits, patient_labels in zip(logits, labels, strict=True):
+        seen_codes = []  # S_t: the codes before position t
+        for position_logits, label in zip(patient_logits, patient_labels.tolist(), strict=True):
+            if label == -100:
+                continue
+            if seen_codes:
+                supported = counts[seen_codes].max(dim=0).values >= threshold  # [vocab]
+                unsupported = code_mask & ~supported
+                unsupported_masses.append(position_logits.softmax(dim=-1)[unsupported].sum())
+            if code_mask[label]:
+                seen_codes.append(label)
+    return torch.stack(unsupported_masses).mean()
+
+
+cooc_by_hand = cooccurrence_by_hand(logits, labels, toy_counts, 2, code_mask)
+cooc_library = losses.cooccurrence_loss(logits, labels, toy_counts, 2, code_mask)
+print(f"co-occurrence by hand {cooc_by_hand:.6f}, course_lib {cooc_library:.6f}")
+assert torch.allclose(cooc_by_hand, cooc_library)
+
+# %% [markdown]
+# It lies between 0 and 1. `course_lib` computes the same thing without Python loops (a
+# cumulative sum over positions of the thresholded count rows), which matters for a real
+# vocabulary of thousands of codes. Note what minimises it: putting all the probability on a
+# few codes that co-occur with everything, the most common ones. A loss that rewards
+# "safe" codes is a push towards {term}`mode collapse`.
+#
+# ## The diversity loss
+#
+# The diversity loss looks at the batch as a whole: average the predicted distributions over
+# the codes at every scored position, `qbar`, and take its negative entropy
+# `sum_c qbar_c log qbar_c`. It is 0 when every position predicts the same single code and
+# `-log(n_codes)` when the batch spreads its mass evenly; minimising it spreads mass *between*
+# positions while each position may stay confident.
+
+# %%
+code_probs = logits[scored][:, code_mask].softmax(dim=-1)  # [n_scored, n_codes]
+mean_code_probs = code_probs.mean(dim=0)  # qbar, [n_codes]
+diversity_by_hand = (mean_code_probs * mean_code_probs.log()).sum()
+assert torch.allclose(diversity_by_hand, losses.diversity_loss(logits, labels, code_mask))
+
+collapsed_logits = torch.zeros_like(logits)
+collapsed_logits[..., 7] = 20.0  # every position is sure of code 7
+collapsed = losses.diversity_loss(collapsed_logits, labels, code_mask)
+n_codes = int(code_mask.sum())
+print(
+    f"diversity {diversity_by_hand:.4f}; collapsed {collapsed:.4f}; floor -log(5) = {-torch.log(torch.tensor(5.0)):.4f}"
+)
+
+# %% [markdown]
+# Every hand computation matches `course_lib` (the `assert`s would stop the lesson otherwise).
+#
+# ## The weighted total on a real model
+#
+# The total is `lm + w_age * age + w_sex * sex (+ w_cooc * cooc)`. The notes checked it on a
+# random-initialised model and a batch of 8 patients: LM 7.514641, age 1.760908, sex 0.748391,
+# weights 0.005, total 7.527187, "recomputed by hand to within 1e-5". The arithmetic first:
+
+# %%
+notes_total = 7.514641 + 0.005 * 1.760908 + 0.005 * 0.748391
+print(f"{notes_total:.6f}")
+assert abs(notes_total - 7.527187) < 1e-5
+
+# %% [markdown]
+# Now the same check on our model: a random-initialised PromptBart of the lesson's preset, on
+# the first 8 patients of the training split, dropout off so that the forward pass is
+# deterministic.
+
+# %%
+from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset, split_cohort
+from course_lib.mimic import load_mimic
+from course_lib.model import build_model
+from course_lib.tokens import Vocabulary
+
+cohort = load_mimic(ctx.data_dir)
+train_cohort, _, _ = split_cohort(cohort, seed=0)
+vocabulary = Vocabulary.build(train_cohort)
+train_set = PatientDataset(
+    train_cohort, vocabulary, AgeNormalizer.fit(train_cohort), ctx.preset.max_sequence_length
+)
+batch = PatientCollator()([train_set[i] for i in range(8)])
+inputs = {k: batch[k] for k in ("input_ids", "decoder_input_ids", "labels", "x_num", "x_cat")}
+
+loss_weights = {"age": 0.005, "sex": 0.005}
+model = build_model(vocabulary, ctx.preset, loss_weights=loss_weights).eval()
+with torch.no_grad():
+    output = model(**inputs)
+terms = {name: float(value) for name, value in output.loss_terms.items()}
+total_by_hand = terms["lm"] + 0.005 * terms["age"] + 0.005 * terms["sex"]
+difference = abs(total_by_hand - float(output.loss))
+print({name: round(value, 6) for name, value in terms.items()})
+print(
+    f"total: model {float(output.loss):.6f}, by hand {total_by_hand:.6f}, |diff| {difference:.1e}"
+)
+assert difference < 1e-5
+
+# %%
+import math
+
+glue("l06_lm", terms["lm"])
+glue("l06_age", terms["age"])
+glue("l06_sex", terms["sex"])
+glue("l06_total", float(output.loss))
+glue("l06_difference", difference)
+glue("l06_log_vocab", math.log(len(vocabulary)))
+glue("l06_vocab_size", len(vocabulary))
+glue("l06_notes_vocab", round(math.exp(7.514641)))
+mean_squared_z = glue("l06_mean_sq_z", float((batch["x_num"] ** 2).mean()))
+
+# %% [markdown]
+# Ours: LM {glue:text}`l06_lm:.6f`, age {glue:text}`l06_age:.6f`, sex {glue:text}`l06_sex:.6f`,
+# total {glue:text}`l06_total:.6f`; the model's total and the one by hand differ by
+# {glue:text}`l06_difference:.1e`, within the notes' 1e-5. The numbers differ from the notes'
+# because the model, the vocabulary and the patients differ: a random-initialised LM loss
+# sits near `log(vocab)`, {glue:text}`l06_log_vocab:.3f` for our {glue:text}`l06_vocab_size:,`
+# tokens (the notes' 7.514641 is `log` of about {glue:text}`l06_notes_vocab:,`). The age term is
+# the squared error of an untrained head whose outputs are near 0, so it is close to the batch's
+# mean squared age z-score, {glue:text}`l06_mean_sq_z:.3f` for these 8 patients; the sex term is
+# near log 2 = 0.693.
+#
+# ## Adding the co-occurrence and diversity terms
+#
+# `PromptBart` computes the extra terms when asked (`extra_losses`; each needs a weight, 0 is
+# allowed, so that a forgotten weight is an error rather than a silent 0). The co-occurrence loss needs
+# the pair counts of the TRAINING patients (counting validation or test patients would leak
+# them into training), set once on the model:
+
+# %%
+cooccurrence_counts = losses.build_cooccurrence_counts(
+    train_set.sequences, len(vocabulary), model.code_mask()
+)
+model.set_cooccurrence_counts(cooccurrence_counts)
+with torch.no_grad():
+    output = model(
+        **inputs, extra_losses=("cooc", "diversity"), loss_weights={"cooc": 0.05, "diversity": 0.0}
+    )
+terms = {name: float(value) for name, value in output.loss_terms.items()}
+print({name: round(value, 4) for name, value in terms.items()})
+pairs = glue("l06_cooc_pairs", int((cooccurrence_counts >= 5).sum()) // 2)
+print(f"{pairs:,} code pairs co-occur in at least 5 training patients")
+
+# %% [markdown]
+# At random initialisation the model spreads its mass over every code, most of them
+# unsupported by the few codes a patient has, so the co-occurrence term is close to 1; the
+# diversity term is close to its floor `-log(n_codes)` (the trainer adds `log(n_codes)` to it so
+# that it is a non-negative divergence, see `course_lib.training`).
+#
+# ## The loss breakdown
+#
+# `losses.loss_breakdown(raw, weights)` says, for each term, its raw value, its weight, the
+# weighted value and its share of the total. For our random-initialised model with the notes'
+# last configuration (age and sex 0.005, co-occurrence 0.05):
+
+# %%
+from IPython.display import display
+
+notes_weights = {"age": 0.005, "sex": 0.005, "cooc": 0.05}
+ours = losses.loss_breakdown({t: terms[t] for t in ("lm", "age", "sex", "cooc")}, notes_weights)
+display(ours.style.format({"raw": "{:.4f}", "weighted": "{:.5f}", "share_pct": "{:.2f}"}))
+
+# %% [markdown]
+# And for the notes' epoch 30 of that run: LM 0.4763, age 0.21, sex 0.000, co-occurrence 3.665.
+# `loss_breakdown` reproduces their shares:
+
+# %%
+notes_epoch30 = {"lm": 0.4763, "age": 0.21, "sex": 0.0, "cooc": 3.665}
+notes = losses.loss_breakdown(notes_epoch30, notes_weights)
+display(notes.style.format({"raw": "{:.4f}", "weighted": "{:.5f}", "share_pct": "{:.2f}"}))
+for term, share in notes["share_pct"].items():
+    glue(f"l06_notes_{term}_pct", float(share))
+    glue(f"l06_ours_{term}_pct", float(ours.loc[term, "share_pct"]))
+assert [round(s, 2) for s in notes["share_pct"]] == [72.10, 0.16, 0.00, 27.74]
+
+# %% tags=["remove-input"]
+import matplotlib.pyplot as plt
+
+term_colours = {"lm": "#3d85c6", "age": "#e69138", "sex": "#6aa84f", "cooc": "#cc0000"}
+rows = {"our model,\nrandom init": ours, "the notes,\nepoch 30": notes}
+fig, ax = plt.subplots(figsize=(7.5, 2.6))
+for position, frame in enumerate(rows.values()):
+    left, small = 0.0, []
+    for term, share in frame["share_pct"].items():
+        ax.barh(
+            position,
+            share,
+            left=left,
+            color=term_colours[term],
+            label=term if position == 0 else None,
+        )
+        if share >= 3:
+            ax.text(
+                left + share / 2, position, f"{share:.1f}%", ha="center", va="center", color="white"
+            )
+        else:
+            small.append(f"{term} {share:.2f}%")
+        left += share
+    ax.text(101, position, "\n".join(small), va="center", fontsize=8)  # slivers too thin to see
+ax.set_yticks(range(len(rows)), list(rows))
+ax.set_xlim(0, 100)
+ax.set_xlabel("share of the weighted total (%)")
+ax.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, 1.3), frameon=False)
+ax.invert_yaxis()
+plt.show()
+
+# %% [markdown]
+# In the notes' run the LM term is {glue:text}`l06_notes_lm_pct:.2f`% of the total and the
+# co-occurrence term {glue:text}`l06_notes_cooc_pct:.2f`%, while age is
+# {glue:text}`l06_notes_age_pct:.2f`% and sex {glue:text}`l06_notes_sex_pct:.2f`%: the sex
+# loss had vanished (lesson 05) and the age term is invisible at weight 0.005. More than a
+# quarter of what the optimiser minimised was the co-occurrence term, which stayed flat at about
+# 3.66 while the generator collapsed onto 31 codes. On our random-initialised model the
+# co-occurrence term is {glue:text}`l06_ours_cooc_pct:.2f`% of the total.
+#
+# Two readings of the same chart. First, a term's *share* says how much of the objective it is,
+# not how much it moves the weights: that is the gradient's job (lesson 05 compared gradient
+# norms, lesson 07 balances them). Second, our co-occurrence loss is a probability mass in
+# [0, 1], so at weight 0.05 it can never weigh more than 0.05; the notes' 3.665 cannot be the
+# same quantity, and their definition is not in the notes. The course keeps a bounded
+# definition so that its weight means something.
+#
+# ## Summary
+#
+# - The LM loss is the mean negative log-probability of the scored tokens (padding `-100`
+#   excluded); a random model scores about `log(vocab)`.
+# - The age head's MSE is on z-scored ages (about 1 for a constant guess), the sex head's
+#   cross-entropy is log 2 at chance.
+# - The co-occurrence loss is the mass on codes that the patient's codes never co-occur with in
+#   training; the diversity loss is the negative entropy of the batch's mean code distribution.
+# - The weighted total of our model matches the sum by hand to {glue:text}`l06_difference:.1e`,
+#   and `loss_breakdown` turns any set of terms and weights into shares: it reproduces the
+#   notes' 72.10 / 0.16 / 0.00 / 27.74%.
+#
+# ## Exercises
+#
+# 1. **Label smoothing.** Write `smoothed_lm_loss(logits, labels, smoothing)`: the target puts
+#    `1 - smoothing` on the label and spreads `smoothing` uniformly over the whole vocabulary
+#    (the label included), averaged over the scored positions only. With `smoothing = 0` it must
+#    equal `losses.lm_loss`.
+
+# %%
+from course_lib.exercises.lesson06 import check_pmi_matrix, check_smoothed_lm_loss
+
+# Replace None with your function smoothed_lm_loss(logits, labels, smoothing) -> 0-dim tensor.
+smoothed_lm_loss = None
+
+smoothed_lm_loss_done = check_smoothed_lm_loss(smoothed_lm_loss)
+
+# %% [markdown]
+# 2. **Mutual information instead of counts.** A count threshold favours frequent codes. The
+#    notes' remedies include replacing it with mutual information. Write
+#    `pmi_matrix(cooccurrence_counts, code_counts, n_patients)` returning
+#    `log(n_ij * N / (n_i * n_j))` (natural log) for every pair, and `-inf` where `n_ij = 0`.
+#    Then `losses.cooccurrence_loss(logits, labels, (pmi > 0).int(), threshold=1)` is a
+#    co-occurrence loss in which "supported" means "together more often than chance".
+
+# %%
+# Replace None with your function pmi_matrix(cooccurrence_counts, code_counts, n_patients).
+pmi_matrix = None
+
+pmi_matrix_done = check_pmi_matrix(pmi_matrix)
+
+# %% [markdown]
+# 3. **Shares are not gradients.** With the random-initialised model above, compute the norm of
+#    the gradient of each weighted term on `model.last_shared_layer()` and compare their ratios
+#    with the shares of the breakdown. Which term's share understates its pull?
