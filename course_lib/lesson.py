@@ -13,6 +13,7 @@ import random
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -254,6 +255,9 @@ def setup_lesson(
     chosen = get_preset(preset or default_preset_name())
     device = pick_device()
     set_plot_defaults()
+    # transformers imports tqdm.auto, which warns in a kernel without ipywidgets and then
+    # falls back to plain text bars: the fallback is what the lessons want.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     repo_root = find_repo_root()
     runs_base = os.environ.get(RUNS_DIR_ENV)
     if runs_base:
