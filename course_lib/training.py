@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 
@@ -436,6 +437,15 @@ def load_run(run_dir: str | os.PathLike):
     model.vocabulary = vocabulary
     model.eval()
     return model, vocabulary, normalizer, config
+
+
+def read_run_log(run_dir: str | os.PathLike, which: str = "train") -> pd.DataFrame:
+    """``logs/train.jsonl`` (``which="train"``) or ``logs/epochs.jsonl`` (``"epochs"``) of a
+    run as a table; nested fields become columns such as ``terms.sex.share``."""
+    if which not in ("train", "epochs"):
+        raise ValueError(f"which must be 'train' or 'epochs', got {which!r}")
+    path = Path(run_dir) / "logs" / f"{which}.jsonl"
+    return pd.json_normalize([json.loads(line) for line in path.read_text().splitlines()])
 
 
 # ------------------------------------------------------------------------------ data order

@@ -229,14 +229,11 @@ import json
 
 import matplotlib.pyplot as plt
 
+from course_lib.training import read_run_log
 
-def read_jsonl(path) -> pd.DataFrame:
-    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
-
-
-train_log = read_jsonl(run_dir / "logs" / "train.jsonl")
-epoch_log = read_jsonl(run_dir / "logs" / "epochs.jsonl")
-train_log["lm"] = [terms["lm"]["raw"] for terms in train_log["terms"]]
+train_log = read_run_log(run_dir, "train")
+epoch_log = read_run_log(run_dir, "epochs")
+train_log["lm"] = train_log["terms.lm.raw"]
 best_val_lm = glue("best_val_lm", float(epoch_log["val_lm"].min()))
 steps_trained = glue("steps_trained", int(train_log["step"].max()))
 epochs_trained = glue("epochs_trained", len(epoch_log))

@@ -90,7 +90,7 @@ import pandas as pd
 
 from course_lib.dataset import split_cohort
 from course_lib.mimic import load_mimic
-from course_lib.training import TrainConfig, load_run, train
+from course_lib.training import TrainConfig, load_run, read_run_log, train
 
 cpu_budget = ctx.preset.name == "tiny"
 split_fractions = [0.3, 0.1, 0.6] if cpu_budget else [0.8, 0.1, 0.1]
@@ -128,11 +128,6 @@ print(f"train {len(train_split)}, validation {len(val_split)}, test {len(test_sp
 
 
 # %%
-def read_jsonl(path: Path) -> pd.DataFrame:
-    """One row per JSON line; nested fields become columns like ``terms.sex.share``."""
-    return pd.json_normalize([json.loads(line) for line in path.read_text().splitlines()])
-
-
 def train_variant(name: str, **settings) -> dict:
     """Load the finished run ``name`` of this lesson, or train it with ``budget | settings``."""
 
@@ -147,8 +142,8 @@ def train_variant(name: str, **settings) -> dict:
             "vocabulary": vocabulary,
             "normalizer": normalizer,
             "config": config,
-            "steps": read_jsonl(folder / "logs" / "train.jsonl"),
-            "epochs": read_jsonl(folder / "logs" / "epochs.jsonl"),
+            "steps": read_run_log(folder, "train"),
+            "epochs": read_run_log(folder, "epochs"),
             "splits": json.loads((folder / "splits.json").read_text()),
         }
 
