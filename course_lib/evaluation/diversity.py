@@ -138,34 +138,26 @@ def mode_collapse_alarms(
     for key in ("unique_codes", "top_code_share", "chapters_per_patient_std"):
         if key not in metrics:
             raise ValueError(f"mode_collapse_alarms: metrics lack {key!r}")
+
+    def limit(key: str, ratio: float, absolute: float) -> float:
+        reference = _reference(metrics, key)
+        return ratio * reference if reference is not None else absolute
+
     alarms = []
     unique = metrics["unique_codes"]
-    reference = _reference(metrics, "unique_codes")
-    limit = (
-        thresholds.unique_codes_ratio * reference
-        if reference is not None
-        else thresholds.min_unique_codes
-    )
-    if unique < limit:
-        alarms.append(f"unique_codes: {unique:.0f} codes < {limit:.1f} (collapsed vocabulary)")
+    low = limit("unique_codes", thresholds.unique_codes_ratio, thresholds.min_unique_codes)
+    if unique < low:
+        alarms.append(f"unique_codes: {unique:.0f} codes < {low:.1f} (collapsed vocabulary)")
     share = metrics["top_code_share"]
-    reference = _reference(metrics, "top_code_share")
-    limit = (
-        thresholds.top_code_share_ratio * reference
-        if reference is not None
-        else thresholds.max_top_code_share
-    )
-    if share > limit:
-        alarms.append(f"top_code_share: {share:.1%} of patients > {limit:.1%} (one dominant code)")
+    high = limit("top_code_share", thresholds.top_code_share_ratio, thresholds.max_top_code_share)
+    if share > high:
+        alarms.append(f"top_code_share: {share:.1%} of patients > {high:.1%} (one dominant code)")
     spread = metrics["chapters_per_patient_std"]
-    reference = _reference(metrics, "chapters_per_patient_std")
-    limit = (
-        thresholds.chapters_std_ratio * reference
-        if reference is not None
-        else thresholds.min_chapters_std
+    low = limit(
+        "chapters_per_patient_std", thresholds.chapters_std_ratio, thresholds.min_chapters_std
     )
-    if spread < limit:
-        alarms.append(f"chapters_per_patient_std: {spread:.3f} < {limit:.3f} (every patient alike)")
+    if spread < low:
+        alarms.append(f"chapters_per_patient_std: {spread:.3f} < {low:.3f} (every patient alike)")
     return alarms
 
 
