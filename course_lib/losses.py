@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,37 @@ from scipy import sparse
 IGNORE_INDEX = -100
 # Ids 0..6 are the special tokens (<pad> ... <unk>); codes come after them (course_lib.tokens).
 FIRST_NON_SPECIAL_ID = 7
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One loss term of PromptBart: the single place a new term is declared.
+
+    ``per`` says what the term is a mean over (``"token"``: scored label positions;
+    ``"patient"``: sequences), which the trainer needs to average it over a validation set.
+    ``optional`` terms are computed only when a run asks for them (``extra_losses``).
+    """
+
+    name: str
+    per: Literal["token", "patient"]
+    optional: bool
+    doc: str
+
+
+LOSS_TERMS: dict[str, LossTerm] = {
+    term.name: term
+    for term in (
+        LossTerm("lm", "token", False, "next-code cross-entropy (the language model)"),
+        LossTerm("age", "patient", False, "MSE of the age head on the normalised age"),
+        LossTerm("sex", "patient", False, "cross-entropy of the sex head"),
+        LossTerm("cooc", "token", True, "co-occurrence loss of the original notes"),
+        LossTerm("diversity", "token", True, "negative entropy of the mean code distribution"),
+    )
+}
+"""Every loss term, in logging order. A new term: one entry here and its line in the model."""
+
+CORE_TERMS = tuple(name for name, term in LOSS_TERMS.items() if not term.optional)
+OPTIONAL_TERMS = tuple(name for name, term in LOSS_TERMS.items() if term.optional)
 
 
 class LossInputError(ValueError):
