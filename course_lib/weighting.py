@@ -73,8 +73,10 @@ class LossWeighting(nn.Module):
     def end_epoch(self, epoch: int, mean_losses: Mapping[str, float]) -> None:
         """Called once per epoch with each term's epoch-mean raw loss; most strategies ignore it."""
 
-    def _stack(self, losses: Losses) -> torch.Tensor:
-        """``[n_terms]`` raw losses in ``self.terms`` order; any other set of names is an error."""
+    def stack_losses(self, losses: Losses) -> torch.Tensor:
+        """``[n_terms]`` raw losses in ``self.terms`` order; any other set of names is an error.
+
+        Public so a new strategy (lesson 07's exercise) is written like the built-in ones."""
         if set(losses) != set(self.terms):
             raise ValueError(
                 f"{type(self).__name__}: expected loss terms {self.terms}, got {list(losses)}"
@@ -96,7 +98,8 @@ class LossWeighting(nn.Module):
                 "shift such a term first (e.g. diversity + log(n_codes) >= 0)"
             )
 
-    def _as_dict(self, weights: torch.Tensor) -> dict[str, float]:
+    def weights_dict(self, weights: torch.Tensor) -> dict[str, float]:
+        """``{term: weight}`` as python floats, the second value ``forward`` returns (for logs)."""
         return dict(zip(self.terms, weights.detach().cpu().tolist(), strict=True))
 
 
@@ -133,8 +136,8 @@ class StaticWeighting(LossWeighting):
         self.register_buffer("weights", torch.tensor([float(w) for w in weights.values()]))
 
     def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
-        return (self.weights * raw).sum(), self._as_dict(self.weights)
+        raw = self.stack_losses(losses)
+        return (self.weights * raw).sum(), self.weights_dict(self.weights)
 
 
 # --- scheduled ---------------------------------------------------------------------------
@@ -244,7 +247,7 @@ class ScheduledWeighting(LossWeighting):
         }
 
     def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
+        raw = self.stack_losses(losses)
         weights = [self.schedules[term].weight(step, epoch) for term in self.terms]
         total = (raw * raw.new_tensor(weights)).sum()
         return total, dict(zip(self.terms, weights, strict=True))
@@ -322,13 +325,13 @@ class UncertaintyWeighting(LossWeighting):
         self.log_vars = nn.Parameter(torch.zeros(len(self.terms)))
 
     def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
+        raw = self.stack_losses(losses)
         with torch.no_grad():
             self.log_vars.clamp_(*self.clamp)
         self._require_non_negative(raw.detach().cpu().tolist())
         weights = self.likelihood_scale * torch.exp(-self.log_vars)
         total = (weights * raw + 0.5 * self.log_vars).sum()
-        return total, self._as_dict(weights)
+        return total, self.weights_dict(weights)
 
 
 # --- Dynamic Weight Average (Liu, Johns & Davison 2019) ----------------------------------
@@ -353,8 +356,8 @@ class DynamicWeightAverage(LossWeighting):
         self.register_buffer("weights", torch.ones(len(self.terms)))
 
     def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
-        return (self.weights * raw).sum(), self._as_dict(self.weights)
+        raw = self.stack_losses(losses)
+        return (self.weights * raw).sum(), self.weights_dict(self.weights)
 
     def end_epoch(self, epoch, mean_losses):
         means = self._epoch_means(mean_losses)
@@ -421,11 +424,11 @@ class GradNorm(LossWeighting):
         return self
 
     def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
+        raw = self.stack_losses(losses)
         weights = self.weights.clone()  # this step's weights, untouched by the update below
         if self.training and torch.is_grad_enabled():
             self._update_weights(losses)
-        return (weights * raw).sum(), self._as_dict(weights)
+        return (weights * raw).sum(), self.weights_dict(weights)
 
     def _update_weights(self, losses: Losses) -> None:
         if not self.shared_parameters:
@@ -490,7 +493,7 @@ class LossNormalization(LossWeighting):
         self.register_buffer("running_mean", torch.full((len(self.terms),), math.nan))
 
     def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
+        raw = self.stack_losses(losses)
         if self.training:
             magnitude = raw.detach().abs()
             if torch.isnan(self.running_mean).any():
@@ -501,7 +504,7 @@ class LossNormalization(LossWeighting):
         if torch.isnan(scale).any():  # evaluated before any training step: this batch's own
             scale = raw.detach().abs()
         weights = self.base_weights / scale.clamp(min=self.min_scale)
-        return (weights * raw).sum(), self._as_dict(weights)
+        return (weights * raw).sum(), self.weights_dict(weights)
 
 
 # --- construction from names -------------------------------------------------------------

@@ -1,18 +1,55 @@
-"""Every exercise check accepts its reference solution, reports None as not attempted, and
-rejects each known wrong answer: no check can pass everything."""
+"""Every exercise check accepts its reference solution, reports the lesson's stub as not done
+yet, and rejects each known wrong answer: no check can pass everything. The solutions live in
+``tests/exercise_solutions``, never in the installed ``course_lib``."""
 
 from __future__ import annotations
 
-import pytest
+import importlib
+import inspect
+import pkgutil
+import subprocess
+import sys
 
-from course_lib.exercises import Exercise, ExerciseFailed, all_exercises
+import pytest
+from exercise_solutions import Exercise, all_exercises
+
+import course_lib.exercises
+from course_lib.exercises import NOT_DONE, ExerciseFailed
 
 EXERCISES = [exercise for exercises in all_exercises().values() for exercise in exercises]
 
 
-def test_exercises_are_registered():
-    assert "lesson00" in all_exercises()
+def _check_functions() -> dict[str, set[str]]:
+    """``{lessonNN: {check names}}`` as course_lib.exercises defines them."""
+    found = {}
+    for info in pkgutil.iter_modules(course_lib.exercises.__path__):
+        module = importlib.import_module(f"course_lib.exercises.{info.name}")
+        found[info.name] = {
+            name.removeprefix("check_")
+            for name, value in vars(module).items()
+            if name.startswith("check_") and inspect.isfunction(value)
+        }
+    return found
+
+
+def test_every_check_has_a_solution_and_nothing_else():
+    registered = {
+        module: {exercise.name for exercise in exercises}
+        for module, exercises in all_exercises().items()
+    }
+    assert registered == _check_functions()
     assert len({exercise.name for exercise in EXERCISES}) == len(EXERCISES), "duplicate names"
+
+
+def test_the_package_ships_no_solution():
+    """A learner is not one import away from an answer (issue 13's acceptance line)."""
+    command = "from course_lib.exercises.lesson07 import InverseInitialLoss"
+    result = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True)
+    assert result.returncode != 0 and "ImportError" in result.stderr
+    for info in pkgutil.iter_modules(course_lib.exercises.__path__):
+        module = importlib.import_module(f"course_lib.exercises.{info.name}")
+        public = [name for name in vars(module) if name.lower().startswith("solution")]
+        assert not public, f"{info.name} defines {public}"
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.name)
@@ -22,9 +59,11 @@ def test_reference_solution_passes(exercise: Exercise, capsys):
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.name)
-def test_unattempted_exercise_does_not_fail_the_lesson(exercise: Exercise, capsys):
-    assert exercise.check(None) is False
-    assert "not attempted" in capsys.readouterr().out
+@pytest.mark.parametrize("unfilled", ["stub", "none"])
+def test_unfilled_exercise_does_not_fail_the_lesson(exercise: Exercise, unfilled: str, capsys):
+    answer = exercise.stub if unfilled == "stub" else None
+    assert exercise.check(answer) is False
+    assert f"exercise {exercise.name}: {NOT_DONE}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=lambda e: e.name)

@@ -16,12 +16,12 @@ import numpy as np
 
 from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit
-from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.exercises import exercise_check, not_attempted, passed, require
 
 # --- Exercise 1: a bigram baseline ---------------------------------------------------------
 
 
-def solution_bigram_cross_entropy(
+def _reference_bigram_cross_entropy(
     train_sequences: Sequence[Sequence[int]],
     eval_sequences: Sequence[Sequence[int]],
     vocab_size: int,
@@ -59,6 +59,7 @@ def _random_sequences(rng: np.random.Generator, n: int, vocab_size: int) -> list
     return sequences
 
 
+@exercise_check
 def check_bigram_cross_entropy(
     bigram_cross_entropy: Callable[..., float] | None,
 ) -> bool:
@@ -83,7 +84,7 @@ def check_bigram_cross_entropy(
     train_sequences = _random_sequences(rng, 200, 30)
     eval_sequences = _random_sequences(rng, 50, 30)
     for alpha in (1.0, 0.1):
-        expected = solution_bigram_cross_entropy(train_sequences, eval_sequences, 30, alpha)
+        expected = _reference_bigram_cross_entropy(train_sequences, eval_sequences, 30, alpha)
         got = float(bigram_cross_entropy(train_sequences, eval_sequences, 30, alpha))
         require(
             math.isclose(got, expected, rel_tol=1e-6),
@@ -94,37 +95,10 @@ def check_bigram_cross_entropy(
     return passed(name, f"{expected:.4f} nats on the random sequences (alpha 0.1)")
 
 
-def _unigram_cross_entropy(train_sequences, eval_sequences, vocab_size, alpha=1.0) -> float:
-    counts = Counter(token for ids in train_sequences for token in ids[1:])
-    total = sum(counts.values())
-    labels = [token for ids in eval_sequences for token in ids[1:]]
-    return -sum(
-        math.log((counts[token] + alpha) / (total + alpha * vocab_size)) for token in labels
-    ) / len(labels)
-
-
-def _bigram_without_smoothing_mass(train_sequences, eval_sequences, vocab_size, alpha=1.0):
-    """Adds alpha to the numerator only: probabilities that do not sum to one."""
-    pairs = Counter(p for ids in train_sequences for p in zip(ids[:-1], ids[1:], strict=True))
-    previous = Counter(a for ids in train_sequences for a in ids[:-1])
-    labels = [p for ids in eval_sequences for p in zip(ids[:-1], ids[1:], strict=True)]
-    return -sum(math.log((pairs[p] + alpha) / (previous[p[0]] + 1)) for p in labels) / len(labels)
-
-
-def _bigram_scoring_the_start_token(train_sequences, eval_sequences, vocab_size, alpha=1.0):
-    """Prepends a padding id 0 so that <patient> itself is scored too."""
-    return solution_bigram_cross_entropy(
-        [[0, *ids] for ids in train_sequences],
-        [[0, *ids] for ids in eval_sequences],
-        vocab_size,
-        alpha,
-    )
-
-
 # --- Exercise 2: the violation rates of a generator that ignores the patient ----------------
 
 
-def solution_expected_violation_rates(cohort: Cohort) -> dict[str, float]:
+def _reference_expected_violation_rates(cohort: Cohort) -> dict[str, float]:
     """Expected ``{"age": rate, "sex": rate}`` of a generator blind to who the patient is.
 
     Each generated code is drawn from the cohort's code occurrences, independently of the
@@ -151,6 +125,7 @@ def _patient(subject_id: int, sex: str, age: float, codes: list[str]) -> Patient
     return Patient(subject_id, sex, age, [Visit(codes=codes, age=age)])
 
 
+@exercise_check
 def check_expected_violation_rates(
     expected_violation_rates: Callable[[Cohort], dict[str, float]] | None,
 ) -> bool:
@@ -185,7 +160,7 @@ def check_expected_violation_rates(
     from course_lib.simulate import simulate_cohort
 
     cohort = simulate_cohort(300, seed=11)
-    expected = solution_expected_violation_rates(cohort)
+    expected = _reference_expected_violation_rates(cohort)
     got = expected_violation_rates(cohort)
     for family, value in expected.items():
         require(
@@ -198,39 +173,3 @@ def check_expected_violation_rates(
         name,
         f"simulated cohort: age {expected['age']:.2%}, sex {expected['sex']:.2%} expected",
     )
-
-
-def _per_patient_average(cohort: Cohort) -> dict[str, float]:
-    """Averages each patient's own rate (weights short patients up): not the pair share."""
-    per_patient = [solution_expected_violation_rates(Cohort([p])) for p in cohort if p.codes]
-    return {f: float(np.mean([r[f] for r in per_patient])) for f in ("age", "sex")}
-
-
-def _ignores_sex(cohort: Cohort) -> dict[str, float]:
-    rates = solution_expected_violation_rates(cohort)
-    return {"age": rates["age"], "sex": 0.0}
-
-
-def _swapped_families(cohort: Cohort) -> dict[str, float]:
-    rates = solution_expected_violation_rates(cohort)
-    return {"age": rates["sex"], "sex": rates["age"]}
-
-
-EXERCISES = [
-    Exercise(
-        "bigram_cross_entropy",
-        check_bigram_cross_entropy,
-        solution_bigram_cross_entropy,
-        wrong_answers=(
-            _unigram_cross_entropy,
-            _bigram_without_smoothing_mass,
-            _bigram_scoring_the_start_token,
-        ),
-    ),
-    Exercise(
-        "expected_violation_rates",
-        check_expected_violation_rates,
-        solution_expected_violation_rates,
-        wrong_answers=(_per_patient_average, _ignores_sex, _swapped_families),
-    ),
-]

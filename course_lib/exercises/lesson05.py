@@ -5,22 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
-from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.exercises import exercise_check, not_attempted, passed, require
 from course_lib.losses import IGNORE_INDEX, sex_loss
-from course_lib.model import AUX_HIDDEN, make_aux_head
-
-# --- Exercise 1: how many parameters does an auxiliary head have? -------------------------
+from course_lib.model import make_aux_head
 
 
-def solution_aux_head_parameters(d_model: int, n_outputs: int, kind: str) -> int:
-    """Weights and biases of ``make_aux_head(d_model, n_outputs, kind)``."""
-    if kind == "linear":
-        return d_model * n_outputs + n_outputs
-    return (d_model * AUX_HIDDEN + AUX_HIDDEN) + (AUX_HIDDEN * n_outputs + n_outputs)
-
-
+@exercise_check
 def check_aux_head_parameters(count_parameters: Callable[[int, int, str], int] | None) -> bool:
     """Compare the learner's formula with the heads ``make_aux_head`` builds, for many shapes."""
     name = "aux_head_parameters"
@@ -40,20 +31,10 @@ def check_aux_head_parameters(count_parameters: Callable[[int, int, str], int] |
     return passed(name, f"matches make_aux_head for {len(cases)} shapes")
 
 
-def _forgot_biases(d_model: int, n_outputs: int, kind: str) -> int:
-    if kind == "linear":
-        return d_model * n_outputs
-    return d_model * AUX_HIDDEN + AUX_HIDDEN * n_outputs
-
-
-def _mlp_as_linear(d_model: int, n_outputs: int, kind: str) -> int:
-    return d_model * n_outputs + n_outputs
-
-
 # --- Exercise 2: a focal loss for the sex head ----------------------------------------------
 
 
-def solution_focal_sex_loss(
+def _reference_focal_sex_loss(
     sex_logits: torch.Tensor, sex_target: torch.Tensor, gamma: float = 2.0
 ) -> torch.Tensor:
     """``mean_b -(1 - p_b)^gamma log p_b`` with ``p_b`` the probability of the true class.
@@ -66,6 +47,7 @@ def solution_focal_sex_loss(
     return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
 
 
+@exercise_check
 def check_focal_sex_loss(
     focal_loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None,
 ) -> bool:
@@ -84,7 +66,7 @@ def check_focal_sex_loss(
                 name,
                 f"expected a 0-dim tensor, got {getattr(got, 'shape', type(got).__name__)}",
             )
-            expected = solution_focal_sex_loss(sex_logits, sex_target, gamma)
+            expected = _reference_focal_sex_loss(sex_logits, sex_target, gamma)
             require(
                 torch.allclose(got.float(), expected, atol=1e-6, rtol=1e-5),
                 name,
@@ -106,29 +88,17 @@ def check_focal_sex_loss(
     return passed(name, "matches the focal loss for 4 gammas; gamma 0 is sex_loss")
 
 
-def _focal_without_log(sex_logits, sex_target, gamma=2.0):
-    p = sex_logits.softmax(dim=-1).gather(1, sex_target.long().view(-1, 1))[:, 0]
-    return ((1 - p) ** gamma).mean()
-
-
-def _focal_ignoring_gamma(sex_logits, sex_target, gamma=2.0):
-    return F.cross_entropy(sex_logits, sex_target.long())
-
-
-def _focal_summed(sex_logits, sex_target, gamma=2.0):
-    return solution_focal_sex_loss(sex_logits, sex_target, gamma) * sex_logits.shape[0]
-
-
 # --- Exercise 3: a head on the mean decoder state --------------------------------------------
 
 
-def solution_mean_decoder_state(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _reference_mean_decoder_state(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``[batch, seq, d_model]``, ``[batch, seq]`` -> ``[batch, d_model]``: the mean of the
     hidden states at the scored positions (``labels != -100``); padding does not count."""
     scored = labels.ne(IGNORE_INDEX).unsqueeze(-1).to(hidden.dtype)  # [batch, seq, 1]
     return (hidden * scored).sum(dim=1) / scored.sum(dim=1).clamp(min=1)
 
 
+@exercise_check
 def check_mean_decoder_state(
     mean_state: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
 ) -> bool:
@@ -148,7 +118,7 @@ def check_mean_decoder_state(
         name,
         f"expected a [batch, d_model] = (4, 6) tensor, got {getattr(got, 'shape', type(got).__name__)}",
     )
-    expected = solution_mean_decoder_state(hidden, labels)
+    expected = _reference_mean_decoder_state(hidden, labels)
     require(
         bool((got.abs() < 50).all()),
         name,
@@ -161,33 +131,3 @@ def check_mean_decoder_state(
         f"expected {expected[1, :3].tolist()} (first 3 features)",
     )
     return passed(name, "averages the scored positions only")
-
-
-def _mean_with_padding(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return hidden.mean(dim=1)
-
-
-def _last_position(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return hidden[:, -1]
-
-
-EXERCISES = [
-    Exercise(
-        "aux_head_parameters",
-        check_aux_head_parameters,
-        solution_aux_head_parameters,
-        wrong_answers=(_forgot_biases, _mlp_as_linear),
-    ),
-    Exercise(
-        "focal_sex_loss",
-        check_focal_sex_loss,
-        solution_focal_sex_loss,
-        wrong_answers=(_focal_without_log, _focal_ignoring_gamma, _focal_summed),
-    ),
-    Exercise(
-        "mean_decoder_state",
-        check_mean_decoder_state,
-        solution_mean_decoder_state,
-        wrong_answers=(_mean_with_padding, _last_position),
-    ),
-]

@@ -7,28 +7,11 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.exercises import exercise_check, not_attempted, passed, require
 from course_lib.losses import IGNORE_INDEX, build_cooccurrence_counts, lm_loss
 
-# --- Exercise 1: label smoothing for the language-modelling loss ----------------------------
 
-
-def solution_smoothed_lm_loss(
-    logits: torch.Tensor, labels: torch.Tensor, smoothing: float
-) -> torch.Tensor:
-    """``(1 - eps) * NLL(label) + eps * mean_v(-log p_v)``, averaged over scored positions.
-
-    The target distribution puts ``1 - eps`` on the label and spreads ``eps`` uniformly over
-    the whole vocabulary (the label included), as ``torch.nn.functional.cross_entropy``'s
-    ``label_smoothing`` does. ``logits [batch, seq, vocab]``, ``labels [batch, seq]``.
-    """
-    scored = labels.ne(IGNORE_INDEX)  # [batch, seq]
-    log_probs = logits[scored].float().log_softmax(dim=-1)  # [n_scored, vocab]
-    nll = -log_probs.gather(1, labels[scored].view(-1, 1))[:, 0]
-    uniform = -log_probs.mean(dim=-1)
-    return ((1 - smoothing) * nll + smoothing * uniform).mean()
-
-
+@exercise_check
 def check_smoothed_lm_loss(
     smoothed_loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None,
 ) -> bool:
@@ -68,30 +51,10 @@ def check_smoothed_lm_loss(
     return passed(name, "matches cross_entropy(label_smoothing=...) with padding")
 
 
-def _smoothing_over_padding(logits, labels, smoothing):
-    log_probs = logits.float().log_softmax(dim=-1)
-    nll = -log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1))[..., 0]
-    return ((1 - smoothing) * nll + smoothing * -log_probs.mean(dim=-1)).mean()
-
-
-def _smoothing_ignored(logits, labels, smoothing):
-    return lm_loss(logits, labels)
-
-
-def _smoothing_on_other_tokens_only(logits, labels, smoothing):
-    """The eps / (V - 1) variant: a different, also common, definition; not the one asked for."""
-    scored = labels.ne(IGNORE_INDEX)
-    log_probs = logits[scored].float().log_softmax(dim=-1)
-    target = labels[scored].view(-1, 1)
-    nll = -log_probs.gather(1, target)[:, 0]
-    others = -(log_probs.sum(dim=-1) - log_probs.gather(1, target)[:, 0]) / (logits.shape[-1] - 1)
-    return ((1 - smoothing) * nll + smoothing * others).mean()
-
-
 # --- Exercise 2: pointwise mutual information instead of raw counts -------------------------
 
 
-def solution_pmi_matrix(
+def _reference_pmi_matrix(
     cooccurrence_counts: torch.Tensor, code_counts: torch.Tensor, n_patients: int
 ) -> torch.Tensor:
     """``pmi[i, j] = log(n_ij * N / (n_i * n_j))`` (natural log), ``-inf`` where ``n_ij = 0``.
@@ -123,6 +86,7 @@ def _toy_patients() -> tuple[list[list[int]], int, torch.Tensor]:
     return patients, vocab_size, code_mask
 
 
+@exercise_check
 def check_pmi_matrix(
     pmi_matrix: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
 ) -> bool:
@@ -145,7 +109,7 @@ def check_pmi_matrix(
         f"got {getattr(got, 'shape', type(got).__name__)}",
     )
     got = got.double()
-    expected = solution_pmi_matrix(counts, code_counts, len(patients)).double()
+    expected = _reference_pmi_matrix(counts, code_counts, len(patients)).double()
     never = counts.eq(0)
     require(
         bool(torch.isneginf(got[never]).all()),
@@ -162,32 +126,3 @@ def check_pmi_matrix(
         f"{float(expected[finite][worst]):.4f} = log(n_ij * N / (n_i * n_j))",
     )
     return passed(name, f"PMI of {int(finite.sum()) // 2} code pairs of a toy cohort")
-
-
-def _pmi_without_n(cooccurrence_counts, code_counts, n_patients):
-    return solution_pmi_matrix(cooccurrence_counts, code_counts, 1)
-
-
-def _pmi_nan_for_unseen(cooccurrence_counts, code_counts, n_patients):
-    pmi = solution_pmi_matrix(cooccurrence_counts, code_counts, n_patients)
-    return pmi.masked_fill(torch.isinf(pmi), float("nan"))
-
-
-EXERCISES = [
-    Exercise(
-        "smoothed_lm_loss",
-        check_smoothed_lm_loss,
-        solution_smoothed_lm_loss,
-        wrong_answers=(
-            _smoothing_over_padding,
-            _smoothing_ignored,
-            _smoothing_on_other_tokens_only,
-        ),
-    ),
-    Exercise(
-        "pmi_matrix",
-        check_pmi_matrix,
-        solution_pmi_matrix,
-        wrong_answers=(_pmi_without_n, _pmi_nan_for_unseen),
-    ),
-]

@@ -6,41 +6,12 @@ import math
 
 import torch
 
-from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.exercises import exercise_check, not_attempted, passed, require
 from course_lib.weighting import LossWeighting
 
 TERMS = ["lm", "age", "sex"]
 FIRST_LOSSES = {"lm": 8.0, "age": 2.0, "sex": 0.5}
 LATER_LOSSES = {"lm": 4.0, "age": 1.5, "sex": 0.01}
-
-
-# --- reference solution ------------------------------------------------------------------
-class InverseInitialLoss(LossWeighting):
-    """``w_i = 1 / L_i(0)``: every term starts at 1 in the total, whatever its scale.
-
-    ``L_i(0)`` is the term's loss at the first call in ``train()`` mode, kept in a buffer so
-    ``state_dict()`` carries it; calls in ``eval()`` mode record nothing (weights are 1 until
-    the first training call).
-    """
-
-    def __init__(self, terms, min_loss: float = 1e-12):
-        super().__init__(terms)
-        self.min_loss = float(min_loss)
-        self.register_buffer("initial_losses", torch.full((len(self.terms),), math.nan))
-
-    def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
-        if self.training and torch.isnan(self.initial_losses).any():
-            self.initial_losses.copy_(raw.detach().clamp(min=self.min_loss))
-        if torch.isnan(self.initial_losses).any():
-            weights = torch.ones_like(raw)
-        else:
-            weights = 1.0 / self.initial_losses
-        return (weights * raw).sum(), self._as_dict(weights)
-
-
-def solution_inverse_initial_loss() -> type[LossWeighting]:
-    return InverseInitialLoss
 
 
 # --- the check ---------------------------------------------------------------------------
@@ -52,6 +23,7 @@ def _expected(values: dict[str, float]) -> dict[str, float]:
     return {term: 1.0 / FIRST_LOSSES[term] * values[term] for term in values}
 
 
+@exercise_check
 def check_inverse_initial_loss(strategy: type | None) -> bool:
     """Build the learner's class for lm/age/sex and compare it with ``w_i = 1 / L_i(0)``."""
     name = "inverse_initial_loss"
@@ -96,9 +68,10 @@ def check_inverse_initial_loss(strategy: type | None) -> bool:
             )
         expected_total = sum(_expected(values).values())
         require(
-            torch.is_tensor(total) and math.isclose(float(total), expected_total, rel_tol=1e-5),
+            torch.is_tensor(total)
+            and math.isclose(float(total.detach()), expected_total, rel_tol=1e-5),
             name,
-            f"step {step}: total {float(total):.6g}, expected sum_i L_i / L_i(0) = "
+            f"step {step}: total {float(total.detach()):.6g}, expected sum_i L_i / L_i(0) = "
             f"{expected_total:.6g}",
         )
         require(total.requires_grad, name, f"step {step}: the total has no gradient")
@@ -123,64 +96,3 @@ def check_inverse_initial_loss(strategy: type | None) -> bool:
         "them in a buffer (register_buffer) so a resumed run keeps its weights",
     )
     return passed(name, "weights 1 / L(0), fixed after the first training step, in state_dict")
-
-
-# --- wrong answers the check must reject -------------------------------------------------
-class _CurrentLossWeighting(InverseInitialLoss):
-    """Divides by the current loss: every term contributes exactly 1 at every step."""
-
-    def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
-        weights = 1.0 / raw.detach().clamp(min=self.min_loss)
-        return (weights * raw).sum(), self._as_dict(weights)
-
-
-class _RecordsInEval(InverseInitialLoss):
-    """Records the first losses whatever the mode."""
-
-    def forward(self, losses, *, step, epoch):
-        was_training = self.training
-        self.training = True
-        try:
-            return super().forward(losses, step=step, epoch=epoch)
-        finally:
-            self.training = was_training
-
-
-class _PlainAttribute(LossWeighting):
-    """Keeps the first losses in a plain attribute: lost by state_dict()."""
-
-    def __init__(self, terms):
-        super().__init__(terms)
-        self.initial = None
-
-    def forward(self, losses, *, step, epoch):
-        raw = self._stack(losses)
-        if self.training and self.initial is None:
-            self.initial = raw.detach().clone()
-        weights = torch.ones_like(raw) if self.initial is None else 1.0 / self.initial
-        return (weights * raw).sum(), self._as_dict(weights)
-
-
-class _DetachedTotal(InverseInitialLoss):
-    """Returns a total without a gradient."""
-
-    def forward(self, losses, *, step, epoch):
-        total, weights = super().forward(losses, step=step, epoch=epoch)
-        return total.detach(), weights
-
-
-EXERCISES = [
-    Exercise(
-        "inverse_initial_loss",
-        check_inverse_initial_loss,
-        solution_inverse_initial_loss(),
-        wrong_answers=(
-            _CurrentLossWeighting,
-            _RecordsInEval,
-            _PlainAttribute,
-            _DetachedTotal,
-            dict,  # not a LossWeighting
-        ),
-    ),
-]

@@ -8,15 +8,13 @@ is also run inside a ``LogitsProcessorList`` after :class:`PatientGrammarProcess
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from course_lib import icd9
-from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.exercises import exercise_check, not_attempted, passed, require
 from course_lib.generation import PatientGrammarProcessor
-from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID, VISIT_END_ID, VISIT_START_ID, Vocabulary
+from course_lib.tokens import BOS_ID, PAD_ID, VISIT_END_ID, VISIT_START_ID, Vocabulary
 
 # Two mental-disorder codes (chapter 290-319) among codes of other chapters.
 _CODES = ("4019", "29620", "25000", "3051", "V3000", "78659")
@@ -43,23 +41,7 @@ def _call(processor, input_ids: torch.Tensor, n_tokens: int, name: str) -> torch
     return out
 
 
-# --- Exercise 1: ban a chapter for children -------------------------------------------------
-
-
-class SolutionChapterBanProcessor(LogitsProcessor):
-    """Mask every code of ``chapter`` for the sequences whose age is below ``max_age``."""
-
-    def __init__(self, vocabulary: Vocabulary, ages: Sequence[float], chapter: str, max_age: float):
-        in_chapter = torch.zeros(len(vocabulary), dtype=torch.bool)
-        for token_id in vocabulary.code_ids:
-            in_chapter[token_id] = icd9.chapter_of(vocabulary.id_to_code(token_id)) == chapter
-        is_child = torch.tensor([age < max_age for age in ages])
-        self.banned = is_child[:, None] & in_chapter[None, :]  # [batch, vocab]
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return scores.masked_fill(self.banned.to(scores.device), -float("inf"))
-
-
+@exercise_check
 def check_chapter_ban(processor_class) -> bool:
     """Children (age < max_age) lose every code of the chapter; nothing else is banned."""
     name = "chapter_ban"
@@ -115,40 +97,7 @@ def check_chapter_ban(processor_class) -> bool:
     return passed(name, f"bans {len(mental)} mental-disorder codes for children only")
 
 
-class _BansEveryone(SolutionChapterBanProcessor):
-    def __init__(self, vocabulary, ages, chapter, max_age):
-        super().__init__(vocabulary, ages, chapter, max_age=float("inf"))
-
-
-class _BansAtTheCutOff(SolutionChapterBanProcessor):
-    def __init__(self, vocabulary, ages, chapter, max_age):
-        super().__init__(vocabulary, ages, chapter, max_age=max_age + 1e-9)
-
-
-class _AlwaysMental(SolutionChapterBanProcessor):
-    def __init__(self, vocabulary, ages, chapter, max_age):
-        super().__init__(vocabulary, ages, _MENTAL, max_age)
-
-
-# --- Exercise 2: at most N visits -----------------------------------------------------------
-
-
-class SolutionMaxVisitsProcessor(LogitsProcessor):
-    """Ban ``<visit>`` once ``max_visits`` visits are closed (the grammar then leaves only
-    ``</patient>``)."""
-
-    def __init__(self, max_visits: int):
-        if max_visits < 1:
-            raise ValueError(f"max_visits must be >= 1, got {max_visits}")
-        self.max_visits = max_visits
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        full = input_ids.eq(VISIT_END_ID).sum(dim=1) >= self.max_visits
-        scores = scores.clone()
-        scores[full, VISIT_START_ID] = -float("inf")
-        return scores
-
-
+@exercise_check
 def check_max_visits(processor_class) -> bool:
     """After ``max_visits`` closed visits only ``<visit>`` is banned, and only then."""
     name = "max_visits"
@@ -179,41 +128,3 @@ def check_max_visits(processor_class) -> bool:
                 f"{sorted(expected)} (<visit> is id {V})",
             )
     return passed(name, "bans <visit> exactly when max_visits visits are closed")
-
-
-class _OffByOne(SolutionMaxVisitsProcessor):
-    def __init__(self, max_visits):
-        super().__init__(max_visits)
-        self.max_visits = max_visits + 1
-
-
-class _BansEndOfPatient(SolutionMaxVisitsProcessor):
-    def __call__(self, input_ids, scores):
-        full = input_ids.eq(VISIT_END_ID).sum(dim=1) >= self.max_visits
-        scores = scores.clone()
-        scores[full, EOS_ID] = -float("inf")
-        return scores
-
-
-class _CountsOpenedVisits(SolutionMaxVisitsProcessor):
-    def __call__(self, input_ids, scores):
-        full = input_ids.eq(VISIT_START_ID).sum(dim=1) >= self.max_visits
-        scores = scores.clone()
-        scores[full, VISIT_START_ID] = -float("inf")
-        return scores
-
-
-EXERCISES = [
-    Exercise(
-        "chapter_ban",
-        check_chapter_ban,
-        SolutionChapterBanProcessor,
-        wrong_answers=(_BansEveryone, _BansAtTheCutOff, _AlwaysMental),
-    ),
-    Exercise(
-        "max_visits",
-        check_max_visits,
-        SolutionMaxVisitsProcessor,
-        wrong_answers=(_OffByOne, _BansEndOfPatient, _CountsOpenedVisits),
-    ),
-]

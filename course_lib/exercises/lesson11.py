@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from course_lib.exercises import Exercise, not_attempted, passed, require
+from course_lib.exercises import exercise_check, not_attempted, passed, require
 from course_lib.heads.metrics import expected_calibration_error
 
 # --- Exercise 1: temperature scaling --------------------------------------------------------
@@ -22,21 +22,6 @@ def _binary_nll(logits: np.ndarray, outcomes: np.ndarray, temperature: float) ->
     """Mean binary cross-entropy of ``sigmoid(logits / temperature)``, computed stably."""
     scaled = logits / temperature
     return float(np.mean(np.logaddexp(0.0, scaled) - outcomes * scaled))
-
-
-def solution_temperature_scaling(logits: np.ndarray, outcomes: np.ndarray) -> float:
-    """The temperature minimising the held-out BCE (searched on log T, so T stays > 0)."""
-    from scipy.optimize import minimize_scalar
-
-    logits = np.asarray(logits, dtype=np.float64)
-    outcomes = np.asarray(outcomes, dtype=np.float64)
-    found = minimize_scalar(
-        lambda log_t: _binary_nll(logits, outcomes, math.exp(log_t)),
-        bounds=(math.log(0.05), math.log(20.0)),
-        method="bounded",
-        options={"xatol": 1e-6},
-    )
-    return float(math.exp(found.x))
 
 
 def _miscalibrated(scale: float, seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +43,7 @@ def _sigmoid(values: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-values))
 
 
+@exercise_check
 def check_temperature_scaling(
     fit_temperature: Callable[[np.ndarray, np.ndarray], float] | None,
 ) -> bool:
@@ -92,29 +78,12 @@ def check_temperature_scaling(
     return passed(name, "finds the best temperature for over- and under-confident logits")
 
 
-def _no_scaling(logits: np.ndarray, outcomes: np.ndarray) -> float:
-    return 1.0
-
-
-def _inverted_temperature(logits: np.ndarray, outcomes: np.ndarray) -> float:
-    return 1.0 / solution_temperature_scaling(logits, outcomes)  # multiplies instead of divides
-
-
-# --- Exercise 2: a survival output: cumulative risk from discrete-time hazards -------------
-
-
-def solution_cumulative_risk(hazard_logits: torch.Tensor) -> torch.Tensor:
-    """``[batch, H]`` hazard logits -> ``[batch, H]`` P(event by horizon k), non-decreasing in k."""
-    # log(1 - sigmoid(l)) = logsigmoid(-l): stable for large logits
-    log_survival = torch.nn.functional.logsigmoid(-hazard_logits).cumsum(dim=-1)
-    return -torch.expm1(log_survival)
-
-
 def _reference_cumulative_risk(hazard_logits: torch.Tensor) -> torch.Tensor:
     hazards = torch.sigmoid(hazard_logits.double())
     return 1.0 - torch.cumprod(1.0 - hazards, dim=-1)
 
 
+@exercise_check
 def check_cumulative_risk(cumulative_risk: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
     """Values, shape, range, monotonicity in the horizon, and a gradient back to the logits."""
     name = "cumulative_risk"
@@ -157,31 +126,3 @@ def check_cumulative_risk(cumulative_risk: Callable[[torch.Tensor], torch.Tensor
         "no finite, non-zero gradient reaches the hazard logits",
     )
     return passed(name, "cumulative risk from hazards: right values, monotone, differentiable")
-
-
-def _independent_sigmoids(hazard_logits: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(hazard_logits)  # what the horizon head does now: not monotone
-
-
-def _survival_instead_of_risk(hazard_logits: torch.Tensor) -> torch.Tensor:
-    return torch.cumprod(1.0 - torch.sigmoid(hazard_logits), dim=-1)
-
-
-def _detached(hazard_logits: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(solution_cumulative_risk(hazard_logits).detach().numpy())
-
-
-EXERCISES = [
-    Exercise(
-        "temperature_scaling",
-        check_temperature_scaling,
-        solution_temperature_scaling,
-        wrong_answers=(_no_scaling, _inverted_temperature),
-    ),
-    Exercise(
-        "cumulative_risk",
-        check_cumulative_risk,
-        solution_cumulative_risk,
-        wrong_answers=(_independent_sigmoids, _survival_instead_of_risk, _detached),
-    ),
-]
