@@ -26,11 +26,24 @@
 # **Estimated time.** 20 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %% [markdown]
 # The cell above does something only on Colab. It installs `course_lib` from the same branch as
@@ -211,9 +224,12 @@ plt.show()
 # - **`course_lib`** is a small, hand-written package, one module per pipeline stage (the map
 #   above). Each module's docstring names the lesson that introduces it.
 # - **Exercises** ask you to extend `course_lib`. Each has a check in
-#   `course_lib/exercises/lessonNN.py`: call it with your answer. `None` means "not attempted";
-#   a wrong answer raises an error saying what is wrong. The course's tests run every check
-#   against a reference solution and against wrong answers, so the checks themselves are tested.
+#   `course_lib/exercises/lessonNN.py`. The exercise cell holds a stub whose body raises
+#   `NotImplementedError` (marked `TODO`): replace it with your answer and rerun the cell. The
+#   check reports a stub as "not done yet", a wrong answer raises an error saying what is
+#   wrong. The course's tests run every check against a reference solution and against wrong
+#   answers, so the checks themselves are tested; those solutions live in the repository's
+#   `tests/`, not in the package you install.
 #
 # ## Summary
 #
@@ -242,9 +258,13 @@ micro_preset_done = check_micro_preset(PRESETS.get("micro"))
 #    position embeddings (BART keeps two extra positions) and the layer norms applied to the
 #    embeddings. The check compares your count with a real `BartModel` built from a `BartConfig`.
 
+
 # %%
-# Replace None with your function count_bart_parameters(preset, vocab_size, max_positions) -> int.
-count_bart_parameters = None
+# TODO: write your answer in place of the stub's raise.
+def count_bart_parameters(preset, vocab_size: int, max_positions: int) -> int:
+    """Every parameter of a BartModel with preset's shape, embeddings included."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 bart_parameters_done = check_bart_parameters(count_bart_parameters)
 

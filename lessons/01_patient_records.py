@@ -28,11 +28,24 @@
 # **Estimated time.** 40 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -566,8 +579,12 @@ plt.show()
 # %%
 from course_lib.exercises.lesson01 import check_codes_in_chapter, check_valid_demographics
 
-# Replace None with your function codes_in_chapter(cohort, chapter) -> dict[str, int].
-codes_in_chapter = None
+
+# TODO: write your answer in place of the stub's raise.
+def codes_in_chapter(cohort, chapter: str) -> dict[str, int]:
+    """{code: patients with the code} for the codes of chapter."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 codes_in_chapter_done = check_codes_in_chapter(codes_in_chapter)
 
@@ -580,9 +597,13 @@ codes_in_chapter_done = check_codes_in_chapter(codes_in_chapter)
 #    `icd9.SEX_RULES`. Lesson 08 turns this into a rule that stops a generator from writing
 #    impossible codes.
 
+
 # %%
-# Replace None with your function valid_demographics(code) -> tuple[int, int, frozenset[str]].
-valid_demographics = None
+# TODO: write your answer in place of the stub's raise.
+def valid_demographics(code: str) -> tuple[int, int, frozenset[str]]:
+    """(youngest, oldest, sexes) for which code passes the MCE rules."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 valid_demographics_done = check_valid_demographics(valid_demographics)
 

@@ -27,11 +27,24 @@
 # **Estimated time.** 40 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -487,8 +500,12 @@ display(
 # %%
 from course_lib.exercises.lesson02 import check_keep_latest_visits, check_visit_lengths
 
-# Replace None with your function visit_lengths(ids, vocab) -> list[int].
-visit_lengths = None
+
+# TODO: write your answer in place of the stub's raise.
+def visit_lengths(ids, vocab) -> list[int]:
+    """Codes per visit of an encoded patient, in visit order."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 visit_lengths_done = check_visit_lengths(visit_lengths)
 
@@ -503,9 +520,13 @@ visit_lengths_done = check_visit_lengths(visit_lengths)
 #    its first codes (the principal diagnosis comes first) and close it with `</visit>`.
 #    Raise `ValueError` when `max_length` is below 5, too short for one code.
 
+
 # %%
-# Replace None with your function keep_latest_visits(visit_chunks, max_length).
-keep_latest_visits = None
+# TODO: write your answer in place of the stub's raise.
+def keep_latest_visits(visit_chunks: list[list[int]], max_length: int) -> tuple[list[int], bool]:
+    """(ids, truncated): the latest whole visits that fit in max_length tokens."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 keep_latest_visits_done = check_keep_latest_visits(keep_latest_visits)
 

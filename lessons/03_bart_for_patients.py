@@ -28,11 +28,24 @@
 # **Estimated time.** 45 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -425,7 +438,15 @@ from course_lib.exercises.lesson03 import (
     check_expected_violation_rates,
 )
 
-bigram_cross_entropy = None  # your function
+
+# TODO: write your answer in place of the stub's raise.
+def bigram_cross_entropy(
+    train_sequences, eval_sequences, vocab_size: int, alpha: float = 1.0
+) -> float:
+    """Mean -ln p(next | previous) over every label of eval_sequences."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
+
 bigram_done = check_bigram_cross_entropy(bigram_cross_entropy)
 
 # %% [markdown]
@@ -437,8 +458,14 @@ bigram_done = check_bigram_cross_entropy(bigram_cross_entropy)
 #    `icd9.check_code` and `icd9.AGE_RULES`. Apply it to `train_cohort` and compare with the
 #    baseline's measured rates above.
 
+
 # %%
-expected_violation_rates = None  # your function
+# TODO: write your answer in place of the stub's raise.
+def expected_violation_rates(cohort) -> dict[str, float]:
+    """Expected {"age": rate, "sex": rate} of a generator blind to the patient."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
+
 expected_rates_done = check_expected_violation_rates(expected_violation_rates)
 
 # %% [markdown]

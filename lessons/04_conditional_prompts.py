@@ -28,11 +28,24 @@
 # **Estimated time.** 50 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -545,8 +558,21 @@ print(
 
 # %%
 from course_lib.exercises.lesson04 import check_age_band_prompt, check_sex_specific_share
+from course_lib.model import ConditionalPrompt
 
-AgeBandPrompt = None  # your class
+
+# TODO: write your answer in place of the stub's raise.
+class AgeBandPrompt(ConditionalPrompt):
+    """ConditionalPrompt's prompts plus one for the age band of x_num[:, 0]."""
+
+    def __init__(self, n_num, cat_cardinalities, hidden, d_model, band_edges):
+        super().__init__(n_num, cat_cardinalities, hidden, d_model)
+        raise NotImplementedError("TODO: keep band_edges, add the band embedding and bias")
+
+    def forward(self, x_num, x_cat):
+        raise NotImplementedError("TODO: append the band prompt to the other prompts")
+
+
 age_band_done = check_age_band_prompt(AgeBandPrompt)
 
 # %% [markdown]
@@ -555,8 +581,14 @@ age_band_done = check_age_band_prompt(AgeBandPrompt)
 #    occurrences whose code the MCE restricts to women (rule `female`) or to men (`male`). Apply
 #    it to every cohort in `cohorts`: which variant comes closest to the real diagonal?
 
+
 # %%
-sex_specific_share = None  # your function
+# TODO: write your answer in place of the stub's raise.
+def sex_specific_share(cohort):
+    """Rows F/M, columns female_only/male_only: shares of each sex's code occurrences."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
+
 sex_share_done = check_sex_specific_share(sex_specific_share)
 
 # %% [markdown]

@@ -28,11 +28,24 @@
 # **Estimated time.** 40 minutes (the lesson trains four small runs, under a minute on a CPU).
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -499,8 +512,12 @@ from course_lib.exercises.lesson05 import (
     check_mean_decoder_state,
 )
 
-# Replace None with your function aux_head_parameters(d_model, n_outputs, kind) -> int.
-aux_head_parameters = None
+
+# TODO: write your answer in place of the stub's raise.
+def aux_head_parameters(d_model: int, n_outputs: int, kind: str) -> int:
+    """Parameters of an auxiliary head of this kind."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 aux_head_parameters_done = check_aux_head_parameters(aux_head_parameters)
 
@@ -511,9 +528,13 @@ aux_head_parameters_done = check_aux_head_parameters(aux_head_parameters)
 #    confident right answers down. Write `focal_sex_loss(sex_logits, sex_target, gamma)`; with
 #    `gamma = 0` it must equal `course_lib.losses.sex_loss`.
 
+
 # %%
-# Replace None with your function focal_sex_loss(sex_logits, sex_target, gamma) -> 0-dim tensor.
-focal_sex_loss = None
+# TODO: write your answer in place of the stub's raise.
+def focal_sex_loss(sex_logits, sex_target, gamma: float = 2.0):
+    """Mean focal loss of the sex head (a 0-dim tensor)."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 focal_sex_loss_done = check_focal_sex_loss(focal_sex_loss)
 
@@ -523,9 +544,13 @@ focal_sex_loss_done = check_focal_sex_loss(focal_sex_loss)
 #    `mean_decoder_state(hidden, labels)`: `hidden [batch, seq, d_model]`, `labels [batch, seq]`
 #    with `-100` at padding, returning `[batch, d_model]`; padding must not count.
 
+
 # %%
-# Replace None with your function mean_decoder_state(hidden, labels) -> [batch, d_model].
-mean_decoder_state = None
+# TODO: write your answer in place of the stub's raise.
+def mean_decoder_state(hidden, labels):
+    """[batch, d_model]: the mean decoder state over the real (non-padding) positions."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 mean_decoder_state_done = check_mean_decoder_state(mean_decoder_state)
 

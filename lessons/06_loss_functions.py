@@ -28,11 +28,24 @@
 # **Estimated time.** 40 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -361,8 +374,12 @@ plt.show()
 # %%
 from course_lib.exercises.lesson06 import check_pmi_matrix, check_smoothed_lm_loss
 
-# Replace None with your function smoothed_lm_loss(logits, labels, smoothing) -> 0-dim tensor.
-smoothed_lm_loss = None
+
+# TODO: write your answer in place of the stub's raise.
+def smoothed_lm_loss(logits, labels, smoothing: float):
+    """Label-smoothed LM cross-entropy (a 0-dim tensor), padding ignored."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 smoothed_lm_loss_done = check_smoothed_lm_loss(smoothed_lm_loss)
 
@@ -374,9 +391,13 @@ smoothed_lm_loss_done = check_smoothed_lm_loss(smoothed_lm_loss)
 #    Then `losses.cooccurrence_loss(logits, labels, (pmi > 0).int(), threshold=1)` is a
 #    co-occurrence loss in which "supported" means "together more often than chance".
 
+
 # %%
-# Replace None with your function pmi_matrix(cooccurrence_counts, code_counts, n_patients).
-pmi_matrix = None
+# TODO: write your answer in place of the stub's raise.
+def pmi_matrix(cooccurrence_counts, code_counts, n_patients: int):
+    """Pointwise mutual information of every code pair."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 pmi_matrix_done = check_pmi_matrix(pmi_matrix)
 

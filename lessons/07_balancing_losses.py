@@ -27,11 +27,24 @@
 # **Estimated time.** 45 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -594,14 +607,22 @@ cost.round(2)
 #    whose weight for each term is `1 / L_i(0)`, its loss at the first training step (so every
 #    term starts at 1 in the total and is then weighed by how far it has come). Record the
 #    first losses in a buffer (so `state_dict()` carries them), update nothing in `eval()`
-#    mode, and return python-float weights. The check trains it for a few steps and compares
-#    with the formula.
+#    mode, and return python-float weights (`self.stack_losses(losses)` and
+#    `self.weights_dict(weights)` do the bookkeeping, as in the built-in strategies). The
+#    check trains it for a few steps and compares with the formula.
 
 # %%
 from course_lib.exercises.lesson07 import check_inverse_initial_loss
+from course_lib.weighting import LossWeighting
 
-# Replace None with your class InverseInitialLoss(LossWeighting).
-InverseInitialLoss = None
+
+# TODO: write your answer in place of the stub's raise.
+class InverseInitialLoss(LossWeighting):
+    """w_i = 1 / L_i(0): every term starts at 1 in the total, whatever its scale."""
+
+    def forward(self, losses, *, step, epoch):
+        raise NotImplementedError("TODO: record L_i(0) in a buffer, return (total, weights)")
+
 
 inverse_initial_loss_done = check_inverse_initial_loss(InverseInitialLoss)
 

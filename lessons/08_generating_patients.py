@@ -28,11 +28,24 @@
 # **Estimated time.** 45 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -635,10 +648,21 @@ js_change = glue(
 #    the sequences whose age is below `max_age`, and leaves everything else untouched.
 
 # %%
+from transformers import LogitsProcessor
+
 from course_lib.exercises.lesson08 import check_chapter_ban, check_max_visits
 
-# Replace None with your class ChapterBanProcessor(vocabulary, ages, chapter, max_age).
-ChapterBanProcessor = None
+
+# TODO: write your answer in place of the stub's raise.
+class ChapterBanProcessor(LogitsProcessor):
+    """Mask every code of chapter for the sequences whose age is below max_age."""
+
+    def __init__(self, vocabulary, ages, chapter: str, max_age: float):
+        raise NotImplementedError("TODO: which (row, code id) pairs to ban")
+
+    def __call__(self, input_ids, scores):
+        raise NotImplementedError("TODO: mask the banned scores with -inf")
+
 
 chapter_ban_done = check_chapter_ban(ChapterBanProcessor)
 
@@ -648,9 +672,18 @@ chapter_ban_done = check_chapter_ban(ChapterBanProcessor)
 #    only be `</patient>`. Then generate with it and compare the visits per patient with the
 #    real distribution: which patients does a cap of 2 visits change?
 
+
 # %%
-# Replace None with your class MaxVisitsProcessor(max_visits).
-MaxVisitsProcessor = None
+# TODO: write your answer in place of the stub's raise.
+class MaxVisitsProcessor(LogitsProcessor):
+    """Ban <visit> once max_visits visits are closed."""
+
+    def __init__(self, max_visits: int):
+        raise NotImplementedError("TODO: check and keep max_visits")
+
+    def __call__(self, input_ids, scores):
+        raise NotImplementedError("TODO: ban <visit> in the rows that are full")
+
 
 max_visits_done = check_max_visits(MaxVisitsProcessor)
 

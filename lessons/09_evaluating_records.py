@@ -28,11 +28,24 @@
 # **Estimated time.** 50 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -549,8 +562,12 @@ plots.validity_bars(evaluation)
 # %%
 from course_lib.exercises.lesson09 import check_chapter_js_divergence, check_rare_match_rate
 
-# Replace None with your function chapter_js_divergence(synthetic, real) -> float.
-chapter_js_divergence = None
+
+# TODO: write your answer in place of the stub's raise.
+def chapter_js_divergence(synthetic, real) -> float:
+    """Jensen-Shannon divergence of the two cohorts' chapter distributions."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 chapter_js_done = check_chapter_js_divergence(chapter_js_divergence)
 
@@ -563,9 +580,13 @@ chapter_js_done = check_chapter_js_divergence(chapter_js_divergence)
 #    `code[:3]`, or `code[:4]` for E codes) is shared by at least 1 and fewer than `k` training
 #    patients.
 
+
 # %%
-# Replace None with your function rare_match_rate(synthetic, train, k=5, band_years=10) -> float.
-rare_match_rate = None
+# TODO: write your answer in place of the stub's raise.
+def rare_match_rate(synthetic, train, k: int = 5, band_years: int = 10) -> float:
+    """Share of synthetic patients matching a rare training quasi-identifier."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 rare_match_done = check_rare_match_rate(rare_match_rate)
 

@@ -25,11 +25,24 @@
 # **Estimated time.** 40 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -517,9 +530,14 @@ glue(
 # %%
 from course_lib.exercises.lesson10 import check_vanishing_term_alarms
 
-# Replace None with your function vanishing_term_alarms(step_records, threshold_percent,
-# patience_epochs) -> list[tuple[str, int]].
-vanishing_term_alarms = None
+
+# TODO: write your answer in place of the stub's raise.
+def vanishing_term_alarms(
+    step_records, threshold_percent: float = 0.1, patience_epochs: int = 2
+) -> list[tuple[str, int]]:
+    """(term, epoch) for each loss term whose share stayed below the threshold."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 vanishing_term_alarms_done = check_vanishing_term_alarms(vanishing_term_alarms)
 

@@ -27,11 +27,24 @@
 # **Estimated time.** 40 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -564,8 +577,12 @@ print(f"changes larger than two of these standard errors: {clear_changes or 'non
 # %%
 from course_lib.exercises.lesson11 import check_cumulative_risk, check_temperature_scaling
 
-# Replace None with your function fit_temperature(logits, outcomes) -> float.
-fit_temperature = None
+
+# TODO: write your answer in place of the stub's raise.
+def fit_temperature(logits, outcomes) -> float:
+    """The temperature T that minimises the NLL of sigmoid(logits / T)."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 temperature_done = check_temperature_scaling(fit_temperature)
 
@@ -577,9 +594,13 @@ temperature_done = check_temperature_scaling(fit_temperature)
 #    to the cumulative risk by each horizon, $1 - \prod_{j \le k} (1 - \sigma(\ell_j))$, which can
 #    only grow with the horizon. The check tests the values, the monotonicity and the gradient.
 
+
 # %%
-# Replace None with your function cumulative_risk(hazard_logits: torch.Tensor) -> torch.Tensor.
-cumulative_risk = None
+# TODO: write your answer in place of the stub's raise.
+def cumulative_risk(hazard_logits):
+    """Cumulative risk by each horizon from per-interval hazard logits."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 cumulative_risk_done = check_cumulative_risk(cumulative_risk)
 

@@ -27,11 +27,24 @@
 # **Estimated time.** 40 minutes.
 
 # %%
+# Colab only: install course_lib from the course repository. Written by
+# scripts/write_install_cell.py from _config.yml's `repository` (change the fork there).
+# Colab's own torch is kept: the install fails, loudly, rather than replace it.
 import sys
 
-if "google.colab" in sys.modules:  # Colab only; torch comes with Colab
-    # %pip install -q "course_lib @ git+https://github.com/example-org/conditional-ehr-course@main"
-    print("course_lib installed from the course repository")
+if "google.colab" in sys.modules:
+    import importlib.metadata
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    COURSE_PACKAGE = "course_lib @ git+https://github.com/course-ehr/conditional-ehr-course@main"
+    keep_torch = Path(tempfile.mkdtemp()) / "keep_torch.txt"
+    keep_torch.write_text(f"torch=={importlib.metadata.version('torch')}\n")
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(keep_torch), COURSE_PACKAGE]
+    if subprocess.run(pip, check=False).returncode != 0:
+        raise RuntimeError(f"pip could not install {COURSE_PACKAGE}: see pip's output above")
+    print(f"course_lib installed from {COURSE_PACKAGE}")
 
 # %%
 from course_lib.lesson import glue, setup_lesson
@@ -529,8 +542,12 @@ plt.show()
 # %%
 from course_lib.exercises.lesson12 import check_checkpoint_retention, check_training_state_bytes
 
-# Replace None with your function training_state_bytes(n_parameters: int) -> int.
-training_state_bytes = None
+
+# TODO: write your answer in place of the stub's raise.
+def training_state_bytes(n_parameters: int) -> int:
+    """Bytes of the training state of a model with n_parameters fp32 parameters."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 training_state_done = check_training_state_bytes(training_state_bytes)
 
@@ -541,9 +558,13 @@ training_state_done = check_training_state_bytes(training_state_bytes)
 #    set[int]` that returns the steps to keep: the `keep_last` most recent ones and every step
 #    that is a multiple of `keep_every` (`keep_every=0` means none).
 
+
 # %%
-# Replace None with your function checkpoints_to_keep(saved_steps, keep_last, keep_every).
-checkpoints_to_keep = None
+# TODO: write your answer in place of the stub's raise.
+def checkpoints_to_keep(saved_steps: list[int], keep_last: int, keep_every: int) -> set[int]:
+    """The saved steps a retention policy keeps."""
+    raise NotImplementedError("TODO: replace this line with your code")
+
 
 retention_done = check_checkpoint_retention(checkpoints_to_keep)
 
