@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from course_lib import mimic
+from course_lib import mimic, mimic_write
 from course_lib.cohort import Cohort, Patient, Visit
 from course_lib.mimic import MimicFormatError, load_mimic, write_mimic
 
@@ -409,11 +409,60 @@ BAD_INPUTS = [
         "expected the admission's patient",
     ),
     (
-        "code not in ICD-9-CM",
-        mutation("DIAGNOSES_ICD.csv", '"42731"', '"250"'),
-        "DIAGNOSES_ICD.csv",
+        "row cut to 3 fields",
+        mutation(
+            "PATIENTS.csv",
+            '235,250,"F",2164-12-27 00:00:00,2188-11-22 00:00:00,2188-11-22 00:00:00,,1',
+            '235,250,"F"',
+        ),
+        "PATIENTS.csv",
+        "line 3 (the header is line 1; data row 2)",
+        "3 fields, expected 8 as in the header (ROW_ID, SUBJECT_ID, GENDER, DOB, DOD, "
+        "DOD_HOSP, DOD_SSN, EXPIRE_FLAG); missing DOB, DOD, DOD_HOSP, DOD_SSN, EXPIRE_FLAG",
+    ),
+    (
+        "SUBJECT_ID past int64",
+        mutation("PATIENTS.csv", "236,251,", "236,99999999999999999999999,"),
+        "PATIENTS.csv",
         "data row 3 ",
-        "'250' is not an ICD-9-CM v32 diagnosis code",
+        "SUBJECT_ID must be a whole number of at most 9223372036854775807",
+    ),
+    (
+        "SUBJECT_ID between 2^63 and 2^64",
+        mutation("PATIENTS.csv", "236,251,", "236,9223372036854775808,"),
+        "PATIENTS.csv",
+        "data row 3 ",
+        "SUBJECT_ID must be a whole number of at most 9223372036854775807",
+    ),
+    (
+        "a header column twice in another case",
+        mutation("PATIENTS.csv", '"DOD"', '"dob"'),
+        "PATIENTS.csv",
+        "header line",
+        "column DOB appears twice ('DOB' and 'dob'",
+    ),
+    (
+        "most codes unknown (another code system)",
+        lambda files: files.__setitem__(
+            "DIAGNOSES_ICD.csv",
+            files["DIAGNOSES_ICD.csv"]
+            .replace('"5849"', '"I10"')
+            .replace('"5789"', '"E119"')
+            .replace('"486"', '"J189"'),
+        ),
+        "DIAGNOSES_ICD.csv",
+        "the first at data row 1",
+        "40% of the 10 coded rows of",
+    ),
+    (
+        "no diagnosis left",
+        set_text(
+            "DIAGNOSES_ICD.csv",
+            '"ROW_ID","SUBJECT_ID","HADM_ID","SEQ_NUM","ICD9_CODE"\n1751,251,117937,,\n',
+        ),
+        "",
+        "no patients left",
+        "skipped 1 rows with an empty ICD9_CODE",
     ),
     (
         "duplicate outcome",
@@ -455,12 +504,118 @@ def test_unknown_codes_option_is_checked(tmp_path):
         load_mimic(write_files(tmp_path, MIMIC_FILES), unknown_codes="ignore")
 
 
+def test_codes_outside_v32_are_skipped_by_default_and_stop_on_request(tmp_path):
+    files = dict(MIMIC_FILES)
+    replace_once(files, "DIAGNOSES_ICD.csv", '"42731"', '"7793"')
+    write_files(tmp_path, files)
+    cohort = load_mimic(tmp_path)  # the default, as on the command line: skip and count
+    assert cohort.patients[0].visits[1].codes == ["5789", "5849"]
+    assert any("skipped 1 rows" in note and "'7793'" in note for note in cohort.notes)
+    with pytest.raises(MimicFormatError) as caught:
+        load_mimic(tmp_path, unknown_codes="error")
+    message = str(caught.value)
+    assert "DIAGNOSES_ICD.csv: data row 3 (1-based, header not counted)" in message
+    assert "'7793' is not an ICD-9-CM v32 diagnosis code" in message
+    assert "pass --unknown-codes skip (unknown_codes='skip' in Python)" in message
+
+
+def test_the_age_mapping_is_always_noted(tmp_path):
+    files = dict(MIMIC_FILES)
+    replace_once(files, "PATIENTS.csv", "1790-07-22", "2010-07-22")  # 251 is 80, not ~300
+    notes = "\n".join(load_mimic(write_files(tmp_path, files)).notes)
+    assert "age = (ADMITTIME - DOB) in days / 365.25; 0 admissions of 0 patients" in notes
+
+
+def encoded(name: str, text: str, encoding: str) -> dict[str, str | bytes]:
+    files: dict[str, str | bytes] = dict(MIMIC_FILES)
+    files[name] = text.encode(encoding)
+    return files
+
+
+LATIN1_ADMISSIONS = MIMIC_ADMISSIONS.replace('"CATHOLIC","DIVORCED"', '"CATHOLIC","DIVORCÉ"', 1)
+
+# (id, files, file named, what the message says)
+BAD_BYTES = [
+    (
+        "UTF-16 with a byte-order mark",
+        encoded("PATIENTS.csv", MIMIC_PATIENTS, "utf-16"),
+        "PATIENTS.csv",
+        "the file is UTF-16-encoded (a UTF-16 byte-order mark; expected UTF-8 text): re-save "
+        "it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8 IN > OUT`)",
+    ),
+    (
+        "UTF-16 without a byte-order mark",
+        encoded("PATIENTS.csv", MIMIC_PATIENTS, "utf-16-le"),
+        "PATIENTS.csv",
+        "the file holds NUL bytes",
+    ),
+    (
+        "Latin-1",
+        encoded("ADMISSIONS.csv", LATIN1_ADMISSIONS, "latin-1"),
+        "ADMISSIONS.csv",
+        "line 2 (the header is line 1): byte 0xC9 is not UTF-8, so the file is probably "
+        "Latin-1 or Windows-1252 encoded (expected UTF-8 text): re-save it as UTF-8",
+    ),
+    (
+        "gzip named .csv",
+        {**MIMIC_FILES, "PATIENTS.csv": gzip.compress(MIMIC_PATIENTS.encode())},
+        "PATIENTS.csv",
+        "gzip-compressed but named .csv (expected plain CSV text); rename it to PATIENTS.csv.gz",
+    ),
+    (
+        "plain text named .csv.gz",
+        {
+            "PATIENTS.csv.gz": MIMIC_PATIENTS,
+            "ADMISSIONS.csv": MIMIC_ADMISSIONS,
+            "DIAGNOSES_ICD.csv": MIMIC_DIAGNOSES,
+        },
+        "PATIENTS.csv.gz",
+        "not gzip-compressed although the name ends in .gz",
+    ),
+    (
+        "cut gzip",
+        {
+            **MIMIC_FILES,
+            "DIAGNOSES_ICD.csv": None,
+            "DIAGNOSES_ICD.csv.gz": gzip.compress(MIMIC_DIAGNOSES.encode() * 50)[:200],
+        },
+        "DIAGNOSES_ICD.csv.gz",
+        "damaged or cut",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("files", "file_name", "expected"),
+    [case[1:] for case in BAD_BYTES],
+    ids=[case[0] for case in BAD_BYTES],
+)
+def test_bad_bytes_name_the_file_and_the_fix(tmp_path, files, file_name, expected):
+    for name, content in files.items():
+        if content is None:
+            continue
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(MimicFormatError) as caught:
+        load_mimic(tmp_path)
+    message = str(caught.value)
+    assert f"{tmp_path / file_name}:" in message
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_a_utf8_byte_order_mark_is_read(tmp_path):
+    write_files(tmp_path, MIMIC_FILES)
+    (tmp_path / "PATIENTS.csv").write_bytes(b"\xef\xbb\xbf" + MIMIC_PATIENTS.encode())
+    assert [p.subject_id for p in load_mimic(tmp_path)] == [249, 250, 251]
+
+
 # (id, mutation, the note that counts the skip, the codes of SUBJECT_ID 249 left)
 SKIPS = [
     (
         "unknown code skipped",
         mutation("DIAGNOSES_ICD.csv", '"42731"', '"7793"'),
-        "skipped 1 rows with codes not in ICD-9-CM v32 (e.g. 7793)",
+        "skipped 1 rows (10.00% of coded rows) with codes not in ICD-9-CM v32 (e.g. '7793')",
         [["486", "0389", "V5861"], ["5789", "5849"]],
     ),
     (
@@ -534,7 +689,7 @@ def test_failure_while_writing_leaves_previous_files_and_no_temporaries(tmp_path
             raise OSError("disk full")
         return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr(mimic.tempfile, "mkstemp", mkstemp_failing_on_third_file)
+    monkeypatch.setattr(mimic_write.tempfile, "mkstemp", mkstemp_failing_on_third_file)
     new = small_cohort()
     new.patients[0].visits[0].codes = ["5849"]
     with pytest.raises(OSError, match="disk full"):
