@@ -4,9 +4,15 @@ For every lesson in _toc.yml: the page exists, Chromium renders it (``--dump-dom
 least one figure produced by an executed cell (an ``img`` inside a ``cell_output``), and no cell
 output is an error, a traceback or stderr. One lesson page is also saved as a screenshot.
 
+Formulas: the book loads MathJax from its CDN (Sphinx's default ``mathjax_path``), so a page
+viewed offline shows them as TeX source. This check accepts that explicitly: a page whose
+formulas were not typeset passes with an "accepted" line naming the CDN script it could not
+load; ``--require-math`` (the published book's CI, which is online) makes it a failure.
+
     python scripts/check_book_browser.py                 # builds _build/html first if missing
     python scripts/check_book_browser.py --build         # (re)build with scripts/build_book.sh
     python scripts/check_book_browser.py --screenshot-lesson lessons/00_start_here
+    python scripts/check_book_browser.py --require-math  # online: MathJax must typeset formulas
 
 Needs Chromium (Debian: ``apt-get install -y chromium``). Exit status 0 only if every check passes.
 """
@@ -69,6 +75,9 @@ class PageReport:
     output_images: int = 0
     bad_outputs: list[str] = field(default_factory=list)
     title: str = ""
+    formulas: int = 0  # Sphinx's math spans/divs (TeX source until MathJax typesets them)
+    typeset: int = 0  # MathJax 3's <mjx-container> elements
+    mathjax_src: str = ""
 
 
 class OutputScanner(HTMLParser):
@@ -87,6 +96,13 @@ class OutputScanner(HTMLParser):
         classes = set((dict(attrs).get("class") or "").split())
         if tag == "img" and self._inside_output():
             self.report.output_images += 1
+        if tag in ("span", "div") and "math" in classes:
+            self.report.formulas += 1
+        if tag == "mjx-container":
+            self.report.typeset += 1
+        source = dict(attrs).get("src") or ""
+        if tag == "script" and "mathjax" in source.lower():
+            self.report.mathjax_src = source
         if self._inside_output() or "cell_output" in classes:
             bad = classes & BAD_OUTPUT_CLASSES
             if bad and "output" in classes:
@@ -107,6 +123,22 @@ class OutputScanner(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.report.title += data.strip()
+
+
+def math_verdict(report: PageReport, require_math: bool) -> tuple[bool, str]:
+    """``(ok, note)`` for the page's formulas: typeset, or left as TeX with a CDN MathJax."""
+    if report.formulas == 0:
+        return True, ""
+    if report.typeset > 0:
+        return True, f"{report.formulas} formula(s) typeset by MathJax"
+    remote = report.mathjax_src.startswith(("http://", "https://", "//"))
+    if remote and not require_math:
+        return True, (
+            f"{report.formulas} formula(s) shown as TeX source: accepted, MathJax comes from "
+            f"{report.mathjax_src}, which this browser could not load (offline)"
+        )
+    where = report.mathjax_src or "no MathJax script"
+    return False, f"{report.formulas} formula(s) not typeset ({where})"
 
 
 def find_chromium(explicit: str | None) -> str:
@@ -135,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", help="Chromium executable (default: found on PATH)")
     parser.add_argument(
         "--screenshot-lesson", help="toc entry to screenshot (default: the first lesson)"
+    )
+    parser.add_argument(
+        "--require-math",
+        action="store_true",
+        help="fail a page whose formulas MathJax did not typeset (default: accept a CDN "
+        "MathJax that cannot be reached offline, and say so)",
     )
     parser.add_argument(
         "--screenshot",
@@ -174,9 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             if report.bad_outputs:
                 failures.append(f"{lesson}: error/stderr outputs: {report.bad_outputs}")
                 status = "FAIL"
+            math_ok, math_note = math_verdict(report, args.require_math)
+            if not math_ok:
+                failures.append(f"{lesson}: {math_note}")
+                status = "FAIL"
             print(
                 f"{status:4} {lesson}: title {report.title!r}, {report.output_images} output "
                 f"figure(s), {len(report.bad_outputs)} error/stderr output(s)"
+                + (f"; {math_note}" if math_note else "")
             )
 
         target = args.screenshot_lesson or lessons[0]

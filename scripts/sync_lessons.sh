@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate each lessons/NN_name.ipynb from its lessons/NN_name.py (the source of truth),
 # without outputs, so the committed notebook is exactly jupytext's conversion of the .py.
+# First rewrites each lesson's Colab install cell from _config.yml (scripts/write_install_cell.py).
 #   bash scripts/sync_lessons.sh                 # every lesson
 #   bash scripts/sync_lessons.sh lessons/03_x.py # some lessons
 #   bash scripts/sync_lessons.sh --from-ipynb lessons/03_x.ipynb
@@ -26,6 +27,8 @@ for source in "$@"; do
     [[ "$source" == *.py && -f "$source" ]] || { echo "$source: expected an existing lessons/*.py" >&2; exit 2; }
     [[ "$(basename "$source")" == conftest.py ]] && continue
     notebook="${source%.py}.ipynb"
+    # The Colab install cell comes from _config.yml's repository setting (one place).
+    python scripts/write_install_cell.py "$source"
     # --update keeps the cell ids of an existing notebook (small git diffs); outputs are then
     # stripped so the committed notebook holds inputs only.
     jupytext --quiet --update --to ipynb "$source"

@@ -171,3 +171,34 @@ def test_browser_check_counts_figures_and_flags_errors():
     assert scanner.report.output_images == 1  # the logo outside outputs does not count
     assert len(scanner.report.bad_outputs) == 2
     assert check.toc_lessons(REPO_ROOT / "_toc.yml")[0] == "lessons/00_start_here"
+
+
+def scan(page: str):
+    scanner = load_browser_check().OutputScanner()
+    scanner.feed(page)
+    return scanner.report
+
+
+def test_browser_check_accepts_an_unreachable_cdn_mathjax_only_explicitly():
+    check = load_browser_check()
+    cdn = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+    offline = scan(
+        f'<html><head><script defer src="{cdn}"></script></head><body>'
+        '<span class="math notranslate nohighlight">\\(w_i\\)</span>'
+        '<div class="math notranslate nohighlight">\\[L\\]</div></body></html>'
+    )
+    assert (offline.formulas, offline.typeset, offline.mathjax_src) == (2, 0, cdn)
+    ok, note = check.math_verdict(offline, require_math=False)
+    assert ok and "accepted" in note and cdn in note
+    assert check.math_verdict(offline, require_math=True)[0] is False
+
+    typeset = scan(
+        '<span class="math"><mjx-container class="MathJax" jax="CHTML"></mjx-container></span>'
+    )
+    assert check.math_verdict(typeset, require_math=True) == (
+        True,
+        "1 formula(s) typeset by MathJax",
+    )
+    local = scan('<script src="_static/mathjax/tex-chtml.js"></script><span class="math">x</span>')
+    assert check.math_verdict(local, require_math=False)[0] is False  # a local copy must work
+    assert check.math_verdict(scan("<p>no formulas</p>"), require_math=True) == (True, "")
