@@ -202,3 +202,20 @@ def test_browser_check_accepts_an_unreachable_cdn_mathjax_only_explicitly():
     local = scan('<script src="_static/mathjax/tex-chtml.js"></script><span class="math">x</span>')
     assert check.math_verdict(local, require_math=False)[0] is False  # a local copy must work
     assert check.math_verdict(scan("<p>no formulas</p>"), require_math=True) == (True, "")
+
+
+def test_pages_workflow_publishes_the_executed_book():
+    workflow = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "book.yml").read_text())
+    build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    uses = {step.get("uses", "").split("@")[0]: step for step in build["steps"]}
+    commands = " ".join(step.get("run", "") for step in build["steps"])
+    assert "bash scripts/build_book.sh" in commands and "BOOK_EXECUTE=off" not in commands
+    assert "check_book_browser.py --require-math" in commands
+    assert uses["actions/upload-pages-artifact"]["with"]["path"] == "_build/html"
+    assert "actions/configure-pages" in uses
+    cached = uses["actions/cache"]["with"]["path"].split()
+    assert {"runs/lessons", "_build/.jupyter_cache"} <= set(cached)
+    assert deploy["needs"] == "build"
+    assert [step["uses"].split("@")[0] for step in deploy["steps"]] == ["actions/deploy-pages"]
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert workflow["permissions"] == {"contents": "read"}  # the build job cannot publish
