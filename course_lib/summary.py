@@ -205,21 +205,37 @@ def plot_cohort_overview(cohort: Cohort, path: str | Path) -> Path:
     return path
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse reports anything else, exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="folder in the MIMIC-III layout")
-    parser.add_argument("--plots", type=Path, help=f"folder for {OVERVIEW_FILE} (optional)")
-    parser.add_argument("--top", type=int, default=20, help="how many top codes to list")
+    from course_lib.cli import add_cohort_arguments
+
+    add_cohort_arguments(parser)
+    parser.add_argument(
+        "--plots", type=Path, metavar="DIR", help=f"folder for {OVERVIEW_FILE} (optional)"
+    )
+    parser.add_argument("--top", type=_positive_int, default=20, help="how many top codes to list")
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from course_lib.mimic import load_mimic
+    """Print the loader's notes (rows skipped and why, the age mapping), then the summary.
 
-    if args.top < 1:
-        raise SystemExit(f"course_lib summary: error: --top must be >= 1, got {args.top}")
-    try:
-        cohort = load_mimic(args.data)
-    except ValueError as error:  # MimicFormatError names the file and row
-        raise SystemExit(f"course_lib summary: error: {error}") from None
+    ``--plots`` is checked before the cohort is read, so a bad path costs no loading.
+    """
+    from course_lib.cli import check_output_path, load_cohort_arg
+
+    if args.plots is not None:
+        check_output_path(args.plots, "--plots", allow_nonempty=True)
+    cohort = load_cohort_arg(args)
     print(format_summary(summarize(cohort, top=args.top)))
     if args.plots is not None:
         print(f"saved {plot_cohort_overview(cohort, args.plots / OVERVIEW_FILE)}")

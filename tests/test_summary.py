@@ -90,11 +90,25 @@ def test_plot_writes_one_png_atomically(small_cohort, tmp_path):
 def test_cli_prints_summary_and_saves_the_figure(tmp_path, capsys):
     assert main(["summary", "--data", str(SAMPLE_DIR), "--plots", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("patients 2,000  visits ")
-    assert "MCE age/sex violations 0 " in out
+    notes, _, summary_text = out.partition("\npatients 2,000  visits ")
+    assert notes.startswith("data: ADMISSIONS.csv: age = (ADMITTIME - DOB)")  # loader notes first
+    assert "data: loaded 2000 patients" in notes
+    assert "MCE age/sex violations 0 " in summary_text
     assert (tmp_path / OVERVIEW_FILE).read_bytes().startswith(PNG_SIGNATURE)
 
 
-def test_cli_reports_a_missing_folder_clearly(tmp_path):
-    with pytest.raises(SystemExit, match="MIMIC-III folder not found"):
-        main(["summary", "--data", str(tmp_path / "absent")])
+def test_cli_reports_a_missing_folder_clearly(tmp_path, capsys):
+    assert main(["summary", "--data", str(tmp_path / "absent")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"course_lib summary: error: --data {tmp_path / 'absent'}: no such folder (expected a "
+        "folder in the MIMIC-III layout (PATIENTS.csv, ADMISSIONS.csv, ...); check the path)\n"
+    )
+
+
+@pytest.mark.parametrize("top", ["0", "-3", "many"])
+def test_cli_refuses_a_bad_top_as_a_usage_error(top, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["summary", "--data", str(SAMPLE_DIR), "--top", top])
+    assert caught.value.code == 2
+    assert "argument --top: expected a whole number >= 1" in capsys.readouterr().err
