@@ -26,6 +26,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.runs import Run
 from course_lib.tokens import (
     BOS_ID,
     EOS_ID,
@@ -310,13 +311,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from course_lib.mimic import load_mimic, write_mimic
-    from course_lib.training import load_run
 
     if args.patients < 1:
         raise SystemExit(f"--patients must be >= 1, got {args.patients}")
     if not args.run.is_dir():
         raise SystemExit(f"--run {args.run}: no such run folder")
-    model, vocabulary, normalizer, _ = load_run(args.run)
+    model, vocabulary, normalizer, _ = Run.load(args.run).parts()
     if args.demographics_from is not None:
         reference = cohort_demographics(load_mimic(args.demographics_from))
         source = f"cohort {args.demographics_from}"

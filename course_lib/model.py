@@ -30,11 +30,11 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bart.modeling_bart import BartModel
 from transformers.utils import ModelOutput
 
+from course_lib.config import AUX_HEADS, PROMPT_LOCATIONS
 from course_lib import losses
 from course_lib.presets import Preset
 
-PROMPT_LOCATIONS = ("encoder", "decoder", "both", "none")
-AUX_HEAD_KINDS = ("mlp", "linear")
+AUX_HEAD_KINDS = AUX_HEADS  # the choices are defined once, in course_lib.config
 AUX_HIDDEN = 256
 
 

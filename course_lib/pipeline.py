@@ -10,17 +10,24 @@ the privacy attacks.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from course_lib.cohort import Cohort
+from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
+from course_lib.evaluation.suite import evaluate_cohorts
+from course_lib.generation import generate_patients
+from course_lib.mimic import load_mimic, write_mimic
+from course_lib.presets import get_preset
+from course_lib.runs import Run
+from course_lib.sample_check import default_callbacks
+from course_lib.simulate import simulate_outcomes
+from course_lib.training import TrainConfig, train
 
 
 def split_from_run(cohort: Cohort, run_dir: Path) -> dict[str, Cohort]:
-    """The train/val/test cohorts exactly as the run split them (``splits.json``)."""
-    splits = json.loads((run_dir / "splits.json").read_text())
-    return {name: cohort.subset(ids) for name, ids in splits.items()}
+    """The train/val/test cohorts exactly as the run split them."""
+    return Run(Path(run_dir)).splits(cohort)
 
 
 def run_pipeline(
@@ -35,12 +42,6 @@ def run_pipeline(
     progress: bool = True,
 ) -> dict:
     """Train, generate and evaluate; returns the flat metrics (also in ``out/report``)."""
-    from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
-    from course_lib.evaluation.suite import evaluate_cohorts
-    from course_lib.generation import generate_patients
-    from course_lib.mimic import load_mimic, write_mimic
-    from course_lib.training import TrainConfig, load_run, train
-
     out = Path(out)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -55,12 +56,13 @@ def run_pipeline(
         progress=progress,
     )
     print(f"[1/3] training preset {preset!r} on {len(cohort):,} patients -> {config.out}")
-    result = train(config, cohort, overwrite=True)
+    result = train(config, cohort, overwrite=True, callbacks=default_callbacks(config))
     timings["train_s"] = time.perf_counter() - started
 
-    splits = split_from_run(cohort, result.run_dir)
+    run = Run.load(result.run_dir)
+    splits = run.splits(cohort)
     test = splits["test"]
-    model, vocabulary, normalizer, _ = load_run(result.run_dir)
+    model, vocabulary, normalizer, _ = run.parts()
     print(f"[2/3] generating {len(test):,} patients with the test split's ages and sexes")
     step_started = time.perf_counter()
     synthetic = generate_patients(
@@ -86,7 +88,6 @@ def run_pipeline(
         f"{result.best_val_lm:.4f} (epoch {result.best_epoch}), stopped: {result.stopped}",
     ]
     if is_simulated_cohort(cohort):
-        from course_lib.simulate import simulate_outcomes
 
         def labeler(patients):
             return simulate_outcomes(patients, seed)
@@ -132,8 +133,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from course_lib.presets import get_preset
-
     if not args.data.is_dir():
         raise SystemExit(f"--data {args.data}: no such folder (expected a MIMIC-III layout folder)")
     try:
