@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import pkgutil
 import subprocess
 import sys
 
 import pytest
 from exercise_solutions import Exercise, all_exercises
+from exercise_solutions.expected_values import compute_expected
 
 import course_lib.exercises
 from course_lib.exercises import NOT_DONE, ExerciseFailed
+from course_lib.exercises.expected import EXPECTED
 
 EXERCISES = [exercise for exercises in all_exercises().values() for exercise in exercises]
 
@@ -23,6 +26,8 @@ def _check_functions() -> dict[str, set[str]]:
     """``{lessonNN: {check names}}`` as course_lib.exercises defines them."""
     found = {}
     for info in pkgutil.iter_modules(course_lib.exercises.__path__):
+        if not info.name.startswith("lesson"):
+            continue  # expected.py: the stored answers
         module = importlib.import_module(f"course_lib.exercises.{info.name}")
         found[info.name] = {
             name.removeprefix("check_")
@@ -48,7 +53,9 @@ def test_the_package_ships_no_solution():
     assert result.returncode != 0 and "ImportError" in result.stderr
     for info in pkgutil.iter_modules(course_lib.exercises.__path__):
         module = importlib.import_module(f"course_lib.exercises.{info.name}")
-        public = [name for name in vars(module) if name.lower().startswith("solution")]
+        public = [
+            name for name in vars(module) if name.lower().startswith(("solution", "_reference"))
+        ]
         assert not public, f"{info.name} defines {public}"
 
 
@@ -72,3 +79,27 @@ def test_wrong_answers_fail_with_a_message(exercise: Exercise):
     for wrong in exercise.wrong_answers:
         with pytest.raises(ExerciseFailed, match=f"exercise {exercise.name}: "):
             exercise.check(wrong)
+
+
+def test_stored_answers_are_the_reference_solutions_answers():
+    """course_lib/exercises/expected.py holds values only; they must be what the solutions give
+    (rewrite it with ``python tests/exercise_solutions/expected_values.py``)."""
+    computed = flatten(json.loads(json.dumps(compute_expected())))  # stored form: JSON types
+    stored = flatten(EXPECTED)
+    assert stored.keys() == computed.keys()
+    for path, value in computed.items():
+        if isinstance(value, float):
+            assert stored[path] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), path
+        else:
+            assert stored[path] == value, path
+
+
+def flatten(value: object, path: str = "") -> dict[str, object]:
+    """``{"exercise/case/.../index": leaf}`` for nested dicts and lists."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {path: value}
+    return {k: v for key, item in items for k, v in flatten(item, f"{path}/{key}").items()}

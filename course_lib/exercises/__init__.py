@@ -5,6 +5,8 @@ Pattern, the same in every lesson:
 * ``course_lib/exercises/lessonNN.py`` defines one ``check_<exercise>(answer)`` per exercise.
   It holds checks only: the reference solutions and the wrong answers each check must reject
   live in the course's tests (``tests/exercise_solutions/``), not in the installed package.
+  Where a check needs the right answer on its fixed inputs, it reads a stored value from
+  ``expected.py`` (written from the solutions by ``tests/exercise_solutions/expected_values.py``).
 * The lesson's exercise cell ships a stub whose body is ``raise NotImplementedError`` (marked
   ``TODO``) and calls the check on it. A check given a stub (or ``None``) prints
   ``exercise <name>: not done yet (...)`` and returns False, so the lesson still runs in CI; a

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 
 from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit
 from course_lib.exercises import exercise_check, not_attempted, passed, require
+from course_lib.exercises.expected import EXPECTED
 
 # --- Exercise 1: codes of one chapter, counted once per patient ------------------------------
-
-
-def _reference_codes_in_chapter(cohort: Cohort, chapter: str) -> dict[str, int]:
-    """``{code: patients with the code}`` for the codes of ``chapter`` (e.g. ``"390-459"``)."""
-    counts = Counter(code for patient in cohort for code in patient.code_set)
-    return {code: n for code, n in counts.items() if icd9.chapter_of(code) == chapter}
 
 
 def _edge_case_cohort() -> Cohort:
@@ -47,7 +41,7 @@ def check_codes_in_chapter(codes_in_chapter: Callable[[Cohort, str], dict] | Non
         return not_attempted(name, "write codes_in_chapter(cohort, chapter) -> dict[str, int]")
     for label, cohort in (("edge-case", _edge_case_cohort()), ("simulated", _simulated_cohort())):
         for chapter in icd9.CHAPTER_TITLES:
-            expected = _reference_codes_in_chapter(cohort, chapter)
+            expected = EXPECTED["codes_in_chapter"][label][chapter]
             got = codes_in_chapter(cohort, chapter)
             require(
                 isinstance(got, dict),

@@ -3,7 +3,7 @@ truncation policy (lesson 02)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
 import torch
@@ -11,9 +11,8 @@ import torch
 from course_lib.cohort import Cohort
 from course_lib.dataset import MIN_MAX_LENGTH
 from course_lib.exercises import ExerciseFailed, exercise_check, not_attempted, passed, require
+from course_lib.exercises.expected import EXPECTED
 from course_lib.tokens import (
-    BOS_ID,
-    EOS_ID,
     PAD_ID,
     VISIT_END_ID,
     VISIT_START_ID,
@@ -59,26 +58,18 @@ def check_visit_lengths(visit_lengths: Callable[[Sequence[int], Vocabulary], lis
 # --- Exercise 2: a truncation policy that keeps the latest visits ----------------------------
 
 
-def _reference_keep_latest_visits(
-    visit_chunks: list[list[int]], max_length: int
-) -> tuple[list[int], bool]:
-    """Join encoded visits into ``<patient> ... </patient>`` of at most ``max_length`` tokens,
-    keeping the LATEST whole visits that fit, in their order; if even the last visit does not
-    fit, keep its first codes (the principal diagnosis comes first) and close it."""
-    if max_length < MIN_MAX_LENGTH:
-        raise ValueError(f"max_length must be >= {MIN_MAX_LENGTH}, got {max_length}")
-    budget = max_length - 2  # room between <patient> and </patient>
-    kept: list[list[int]] = []
-    for chunk in reversed(visit_chunks):
-        if len(chunk) > budget:
-            break
-        kept.append(chunk)
-        budget -= len(chunk)
-    truncated = len(kept) < len(visit_chunks)
-    if not kept and visit_chunks:
-        inner = visit_chunks[-1][1:-1][: budget - 2]
-        kept = [[VISIT_START_ID, *inner, VISIT_END_ID]]
-    return [BOS_ID, *(token for chunk in reversed(kept) for token in chunk), EOS_ID], truncated
+TRUNCATION_LENGTHS = (5, 7, 10, 16, 24, 40, 64)
+TRUNCATION_PATIENTS = 80
+
+
+def truncation_cases() -> Iterator[tuple[str, list[list[int]], int]]:
+    """``(subject id, encoded visits, max_length)``: the check's inputs."""
+    cohort = _cohort()
+    vocab = Vocabulary.build(cohort)
+    for patient in cohort.patients[:TRUNCATION_PATIENTS]:
+        chunks = [vocab.encode_visit(visit.codes) for visit in patient.visits]
+        for max_length in TRUNCATION_LENGTHS:
+            yield str(patient.subject_id), chunks, max_length
 
 
 @exercise_check
@@ -90,39 +81,35 @@ def check_keep_latest_visits(
     name = "keep_latest_visits"
     if keep_latest_visits is None:
         return not_attempted(name, "write keep_latest_visits(visit_chunks, max_length)")
-    cohort = _cohort()
-    vocab = Vocabulary.build(cohort)
     n_cases = 0
-    for patient in cohort:
-        chunks = [vocab.encode_visit(visit.codes) for visit in patient.visits]
-        for max_length in (5, 7, 10, 16, 24, 40, 64):
-            expected_ids, expected_cut = _reference_keep_latest_visits(chunks, max_length)
-            answer = keep_latest_visits([list(chunk) for chunk in chunks], max_length)
-            require(
-                isinstance(answer, tuple) and len(answer) == 2,
-                name,
-                f"expected a tuple (ids, truncated), got {answer!r}",
-            )
-            ids, cut = answer
-            ids = [int(token) for token in ids]
-            where = f"patient {patient.subject_id} ({len(chunks)} visits), max_length {max_length}"
-            require(
-                len(ids) <= max_length,
-                name,
-                f"{where}: {len(ids)} tokens, more than max_length",
-            )
-            require(
-                ids == expected_ids,
-                name,
-                f"{where}: got {ids}, expected {expected_ids} (latest whole visits, in order; "
-                "the first codes of the last visit when it alone is too long)",
-            )
-            require(
-                bool(cut) == expected_cut,
-                name,
-                f"{where}: truncated={cut}, expected {expected_cut}",
-            )
-            n_cases += 1
+    for subject, chunks, max_length in truncation_cases():
+        expected_ids, expected_cut = EXPECTED["keep_latest_visits"][subject][str(max_length)]
+        answer = keep_latest_visits([list(chunk) for chunk in chunks], max_length)
+        require(
+            isinstance(answer, tuple) and len(answer) == 2,
+            name,
+            f"expected a tuple (ids, truncated), got {answer!r}",
+        )
+        ids, cut = answer
+        ids = [int(token) for token in ids]
+        where = f"patient {subject} ({len(chunks)} visits), max_length {max_length}"
+        require(
+            len(ids) <= max_length,
+            name,
+            f"{where}: {len(ids)} tokens, more than max_length",
+        )
+        require(
+            ids == expected_ids,
+            name,
+            f"{where}: got {ids}, expected {expected_ids} (latest whole visits, in order; "
+            "the first codes of the last visit when it alone is too long)",
+        )
+        require(
+            bool(cut) == expected_cut,
+            name,
+            f"{where}: truncated={cut}, expected {expected_cut}",
+        )
+        n_cases += 1
     for too_short in (0, MIN_MAX_LENGTH - 1):
         try:
             keep_latest_visits([[VISIT_START_ID, 7, VISIT_END_ID]], too_short)

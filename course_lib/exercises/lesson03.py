@@ -9,42 +9,15 @@ make (the rate the baseline's measured violations are read against).
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
-from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit
 from course_lib.exercises import exercise_check, not_attempted, passed, require
+from course_lib.exercises.expected import EXPECTED
 
 # --- Exercise 1: a bigram baseline ---------------------------------------------------------
-
-
-def _reference_bigram_cross_entropy(
-    train_sequences: Sequence[Sequence[int]],
-    eval_sequences: Sequence[Sequence[int]],
-    vocab_size: int,
-    alpha: float = 1.0,
-) -> float:
-    """Mean ``-ln p(next | previous)`` over every label of ``eval_sequences``.
-
-    ``p(b | a) = (count(a, b) + alpha) / (count(a) + alpha * vocab_size)`` with pairs counted
-    over ``train_sequences``; the labels of a sequence ``ids`` are ``ids[1:]`` (what the decoder
-    is scored on), each predicted from the token before it.
-    """
-    pairs: Counter[tuple[int, int]] = Counter()
-    previous: Counter[int] = Counter()
-    for ids in train_sequences:
-        for a, b in zip(ids[:-1], ids[1:], strict=True):
-            pairs[(a, b)] += 1
-            previous[a] += 1
-    nll, n = 0.0, 0
-    for ids in eval_sequences:
-        for a, b in zip(ids[:-1], ids[1:], strict=True):
-            nll -= math.log((pairs[(a, b)] + alpha) / (previous[a] + alpha * vocab_size))
-            n += 1
-    return nll / n
 
 
 def _random_sequences(rng: np.random.Generator, n: int, vocab_size: int) -> list[list[int]]:
@@ -57,6 +30,12 @@ def _random_sequences(rng: np.random.Generator, n: int, vocab_size: int) -> list
             ids.append((ids[-1] + step) % vocab_size)
         sequences.append(ids)
     return sequences
+
+
+def bigram_inputs() -> tuple[list[list[int]], list[list[int]]]:
+    """The check's random train and eval sequences (vocabulary 30)."""
+    rng = np.random.default_rng(3)
+    return _random_sequences(rng, 200, 30), _random_sequences(rng, 50, 30)
 
 
 @exercise_check
@@ -80,11 +59,9 @@ def check_bigram_cross_entropy(
         f"train {train_case}, eval {eval_case}, vocab_size 4, alpha 1: expected {expected:.6f} "
         f"(= -(ln 3/6 + ln 2/5) / 2), got {got:.6f}",
     )
-    rng = np.random.default_rng(3)
-    train_sequences = _random_sequences(rng, 200, 30)
-    eval_sequences = _random_sequences(rng, 50, 30)
+    train_sequences, eval_sequences = bigram_inputs()
     for alpha in (1.0, 0.1):
-        expected = _reference_bigram_cross_entropy(train_sequences, eval_sequences, 30, alpha)
+        expected = EXPECTED["bigram_cross_entropy"][str(alpha)]
         got = float(bigram_cross_entropy(train_sequences, eval_sequences, 30, alpha))
         require(
             math.isclose(got, expected, rel_tol=1e-6),
@@ -96,29 +73,6 @@ def check_bigram_cross_entropy(
 
 
 # --- Exercise 2: the violation rates of a generator that ignores the patient ----------------
-
-
-def _reference_expected_violation_rates(cohort: Cohort) -> dict[str, float]:
-    """Expected ``{"age": rate, "sex": rate}`` of a generator blind to who the patient is.
-
-    Each generated code is drawn from the cohort's code occurrences, independently of the
-    patient, who is drawn from the cohort's patients (every visit at ``patient.age``, as the
-    generator writes them). The rate of a family is the share of (occurrence, patient) pairs
-    whose code breaks one of the family's MCE rules for that patient.
-    """
-    occurrences = Counter(code for patient in cohort for code in patient.codes)
-    demographics = Counter((int(patient.age), patient.sex) for patient in cohort)
-    n_occurrences, n_patients = sum(occurrences.values()), len(cohort)
-    broken = {"age": 0, "sex": 0}
-    for code, count in occurrences.items():
-        if not icd9.rules_for(code):
-            continue
-        for (age, sex), patients in demographics.items():
-            rule = icd9.check_code(code, age, sex)
-            if rule is not None:
-                family = "age" if rule in icd9.AGE_RULES else "sex"
-                broken[family] += count * patients
-    return {family: n / (n_occurrences * n_patients) for family, n in broken.items()}
 
 
 def _patient(subject_id: int, sex: str, age: float, codes: list[str]) -> Patient:
@@ -160,7 +114,7 @@ def check_expected_violation_rates(
     from course_lib.simulate import simulate_cohort
 
     cohort = simulate_cohort(300, seed=11)
-    expected = _reference_expected_violation_rates(cohort)
+    expected = EXPECTED["expected_violation_rates"]
     got = expected_violation_rates(cohort)
     for family, value in expected.items():
         require(

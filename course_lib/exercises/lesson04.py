@@ -13,9 +13,9 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit
 from course_lib.exercises import exercise_check, not_attempted, passed, require
+from course_lib.exercises.expected import EXPECTED
 from course_lib.model import ConditionalPrompt
 
 
@@ -138,27 +138,6 @@ def _forward_in_prompt_bart(prompt_class: type, name: str) -> None:
 SEX_SPECIFIC_COLUMNS = ("female_only", "male_only")
 
 
-def _reference_sex_specific_share(cohort: Cohort) -> pd.DataFrame:
-    """Rows ``F``/``M``, columns ``female_only``/``male_only``: the share of that sex's code
-    occurrences whose code the MCE restricts to women (rule ``female``) or to men (``male``).
-
-    A sex without any code gets NaN. Real patients have 0 off the diagonal; a generator that
-    ignores the sex prompt writes about the same shares for both rows.
-    """
-    rows = {}
-    for sex in ("F", "M"):
-        codes = [code for patient in cohort if patient.sex == sex for code in patient.codes]
-        rows[sex] = {
-            column: (
-                sum(rule in icd9.rules_for(code) for code in codes) / len(codes)
-                if codes
-                else math.nan
-            )
-            for column, rule in zip(SEX_SPECIFIC_COLUMNS, ("female", "male"), strict=True)
-        }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(SEX_SPECIFIC_COLUMNS))
-
-
 def _one_visit(subject_id: int, sex: str, codes: list[str]) -> Patient:
     return Patient(subject_id, sex, 40.0, [Visit(codes=codes, age=40.0)])
 
@@ -186,7 +165,8 @@ def check_sex_specific_share(sex_specific_share: Callable[[Cohort], pd.DataFrame
     from course_lib.simulate import simulate_cohort
 
     cohort = simulate_cohort(300, seed=11)
-    expected = _reference_sex_specific_share(cohort)
+    expected = pd.DataFrame.from_dict(EXPECTED["sex_specific_share"], orient="index")
+    expected = expected.loc[["F", "M"], list(SEX_SPECIFIC_COLUMNS)]
     _compare(sex_specific_share(cohort), expected, name, "simulate_cohort(300, seed=11)")
     return passed(
         name,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from course_lib.exercises import exercise_check, not_attempted, passed, require
+from course_lib.exercises.expected import EXPECTED
 from course_lib.losses import IGNORE_INDEX, sex_loss
 from course_lib.model import make_aux_head
 
@@ -34,17 +35,18 @@ def check_aux_head_parameters(count_parameters: Callable[[int, int, str], int] |
 # --- Exercise 2: a focal loss for the sex head ----------------------------------------------
 
 
-def _reference_focal_sex_loss(
-    sex_logits: torch.Tensor, sex_target: torch.Tensor, gamma: float = 2.0
-) -> torch.Tensor:
-    """``mean_b -(1 - p_b)^gamma log p_b`` with ``p_b`` the probability of the true class.
+FOCAL_GAMMAS = (0.0, 1.0, 2.0, 5.0)
 
-    ``sex_logits [batch, classes]``, ``sex_target [batch]``. Confident right answers
-    (``p_b`` near 1) weigh almost nothing, so a head that already knows the easy patients
-    stops being pushed by them; ``gamma = 0`` is the plain cross-entropy.
-    """
-    log_p = sex_logits.float().log_softmax(dim=-1).gather(1, sex_target.long().view(-1, 1))[:, 0]
-    return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
+
+def focal_batches() -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(batch, sex_logits, sex_target)``: the check's random batches."""
+    generator = torch.Generator().manual_seed(5)
+    batches = []
+    for batch, scale in ((8, 1.0), (33, 4.0)):
+        sex_logits = torch.randn(batch, 2, generator=generator) * scale
+        sex_target = torch.randint(0, 2, (batch,), generator=generator)
+        batches.append((batch, sex_logits, sex_target))
+    return batches
 
 
 @exercise_check
@@ -55,18 +57,15 @@ def check_focal_sex_loss(
     name = "focal_sex_loss"
     if focal_loss is None:
         return not_attempted(name, "write focal_sex_loss(sex_logits, sex_target, gamma)")
-    generator = torch.Generator().manual_seed(5)
-    for batch, scale in ((8, 1.0), (33, 4.0)):
-        sex_logits = torch.randn(batch, 2, generator=generator) * scale
-        sex_target = torch.randint(0, 2, (batch,), generator=generator)
-        for gamma in (0.0, 1.0, 2.0, 5.0):
+    for batch, sex_logits, sex_target in focal_batches():
+        for gamma in FOCAL_GAMMAS:
             got = focal_loss(sex_logits, sex_target, gamma)
             require(
                 isinstance(got, torch.Tensor) and got.dim() == 0,
                 name,
                 f"expected a 0-dim tensor, got {getattr(got, 'shape', type(got).__name__)}",
             )
-            expected = _reference_focal_sex_loss(sex_logits, sex_target, gamma)
+            expected = torch.tensor(EXPECTED["focal_sex_loss"][f"{batch}:{gamma}"])
             require(
                 torch.allclose(got.float(), expected, atol=1e-6, rtol=1e-5),
                 name,
@@ -91,11 +90,15 @@ def check_focal_sex_loss(
 # --- Exercise 3: a head on the mean decoder state --------------------------------------------
 
 
-def _reference_mean_decoder_state(hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``[batch, seq, d_model]``, ``[batch, seq]`` -> ``[batch, d_model]``: the mean of the
-    hidden states at the scored positions (``labels != -100``); padding does not count."""
-    scored = labels.ne(IGNORE_INDEX).unsqueeze(-1).to(hidden.dtype)  # [batch, seq, 1]
-    return (hidden * scored).sum(dim=1) / scored.sum(dim=1).clamp(min=1)
+def padded_states() -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states ``[4, 7, 6]`` and labels with right padding of lengths 7, 5, 2, 1."""
+    generator = torch.Generator().manual_seed(11)
+    hidden = torch.randn(4, 7, 6, generator=generator)
+    labels = torch.randint(7, 30, (4, 7), generator=generator)
+    for row, length in enumerate((7, 5, 2, 1)):
+        labels[row, length:] = IGNORE_INDEX
+        hidden[row, length:] = 100.0  # what a head must never average in
+    return hidden, labels
 
 
 @exercise_check
@@ -106,19 +109,14 @@ def check_mean_decoder_state(
     name = "mean_decoder_state"
     if mean_state is None:
         return not_attempted(name, "write mean_decoder_state(hidden, labels)")
-    generator = torch.Generator().manual_seed(11)
-    hidden = torch.randn(4, 7, 6, generator=generator)
-    labels = torch.randint(7, 30, (4, 7), generator=generator)
-    for row, length in enumerate((7, 5, 2, 1)):
-        labels[row, length:] = IGNORE_INDEX
-        hidden[row, length:] = 100.0  # what a head must never average in
+    hidden, labels = padded_states()
     got = mean_state(hidden, labels)
     require(
         isinstance(got, torch.Tensor) and tuple(got.shape) == (4, 6),
         name,
         f"expected a [batch, d_model] = (4, 6) tensor, got {getattr(got, 'shape', type(got).__name__)}",
     )
-    expected = _reference_mean_decoder_state(hidden, labels)
+    expected = torch.tensor(EXPECTED["mean_decoder_state"])
     require(
         bool((got.abs() < 50).all()),
         name,

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.exercises import exercise_check, not_attempted, passed, require
+from course_lib.exercises.expected import EXPECTED
 from course_lib.losses import IGNORE_INDEX, build_cooccurrence_counts, lm_loss
 
 
@@ -54,22 +55,6 @@ def check_smoothed_lm_loss(
 # --- Exercise 2: pointwise mutual information instead of raw counts -------------------------
 
 
-def _reference_pmi_matrix(
-    cooccurrence_counts: torch.Tensor, code_counts: torch.Tensor, n_patients: int
-) -> torch.Tensor:
-    """``pmi[i, j] = log(n_ij * N / (n_i * n_j))`` (natural log), ``-inf`` where ``n_ij = 0``.
-
-    ``cooccurrence_counts [vocab, vocab]``: patients holding both codes (diagonal 0, as
-    :func:`course_lib.losses.build_cooccurrence_counts` makes it); ``code_counts [vocab]``:
-    patients holding each code; ``N = n_patients``. PMI > 0 means "together more often than
-    chance": unlike a raw count threshold it does not favour the most frequent codes.
-    """
-    joint = cooccurrence_counts.double()
-    expected = code_counts.double().view(-1, 1) * code_counts.double().view(1, -1) / n_patients
-    pmi = torch.log(joint / expected.clamp(min=1e-300))
-    return pmi.masked_fill(joint.eq(0), float("-inf")).float()
-
-
 def _toy_patients() -> tuple[list[list[int]], int, torch.Tensor]:
     """Token-id lists of a few patients over a 12-token vocabulary (codes are ids 7 to 11)."""
     patients = [
@@ -86,6 +71,17 @@ def _toy_patients() -> tuple[list[list[int]], int, torch.Tensor]:
     return patients, vocab_size, code_mask
 
 
+def pmi_inputs() -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(cooccurrence_counts, code_counts, n_patients)`` of the toy cohort."""
+    patients, vocab_size, code_mask = _toy_patients()
+    counts = build_cooccurrence_counts(patients, vocab_size, code_mask)
+    code_counts = torch.zeros(vocab_size, dtype=torch.int64)
+    for token_ids in patients:
+        for token_id in {t for t in token_ids if code_mask[t]}:
+            code_counts[token_id] += 1
+    return counts, code_counts, len(patients)
+
+
 @exercise_check
 def check_pmi_matrix(
     pmi_matrix: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
@@ -95,13 +91,9 @@ def check_pmi_matrix(
     name = "pmi_matrix"
     if pmi_matrix is None:
         return not_attempted(name, "write pmi_matrix(cooccurrence_counts, code_counts, n_patients)")
-    patients, vocab_size, code_mask = _toy_patients()
-    counts = build_cooccurrence_counts(patients, vocab_size, code_mask)
-    code_counts = torch.zeros(vocab_size, dtype=torch.int64)
-    for token_ids in patients:
-        for token_id in {t for t in token_ids if code_mask[t]}:
-            code_counts[token_id] += 1
-    got = pmi_matrix(counts, code_counts, len(patients))
+    counts, code_counts, n_patients = pmi_inputs()
+    vocab_size = counts.shape[0]
+    got = pmi_matrix(counts, code_counts, n_patients)
     require(
         isinstance(got, torch.Tensor) and tuple(got.shape) == (vocab_size, vocab_size),
         name,
@@ -109,7 +101,7 @@ def check_pmi_matrix(
         f"got {getattr(got, 'shape', type(got).__name__)}",
     )
     got = got.double()
-    expected = _reference_pmi_matrix(counts, code_counts, len(patients)).double()
+    expected = torch.tensor(EXPECTED["pmi_matrix"], dtype=torch.float64)
     never = counts.eq(0)
     require(
         bool(torch.isneginf(got[never]).all()),

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from course_lib.exercises import exercise_check, not_attempted, passed, require
+from course_lib.exercises.expected import EXPECTED
 from course_lib.heads.metrics import expected_calibration_error
 
 # --- Exercise 1: temperature scaling --------------------------------------------------------
@@ -78,9 +79,10 @@ def check_temperature_scaling(
     return passed(name, "finds the best temperature for over- and under-confident logits")
 
 
-def _reference_cumulative_risk(hazard_logits: torch.Tensor) -> torch.Tensor:
-    hazards = torch.sigmoid(hazard_logits.double())
-    return 1.0 - torch.cumprod(1.0 - hazards, dim=-1)
+def hazard_logits_input() -> torch.Tensor:
+    """The check's ``[64, 4]`` hazard logits (64 patients, 4 horizons)."""
+    generator = torch.Generator().manual_seed(11)
+    return torch.randn(64, 4, generator=generator) * 2.0 - 1.0
 
 
 @exercise_check
@@ -89,8 +91,7 @@ def check_cumulative_risk(cumulative_risk: Callable[[torch.Tensor], torch.Tensor
     name = "cumulative_risk"
     if cumulative_risk is None:
         return not_attempted(name, "write cumulative_risk(hazard_logits) -> tensor")
-    generator = torch.Generator().manual_seed(11)
-    hazard_logits = (torch.randn(64, 4, generator=generator) * 2.0 - 1.0).requires_grad_(True)
+    hazard_logits = hazard_logits_input().requires_grad_(True)
     risk = cumulative_risk(hazard_logits)
     require(isinstance(risk, torch.Tensor), name, f"expected a tensor, got {type(risk).__name__}")
     require(
@@ -110,7 +111,7 @@ def check_cumulative_risk(cumulative_risk: Callable[[torch.Tensor], torch.Tensor
         name,
         f"the risk must not fall from one horizon to the next; largest fall {-steps.min():.4f}",
     )
-    expected = _reference_cumulative_risk(hazard_logits.detach())
+    expected = torch.tensor(EXPECTED["cumulative_risk"], dtype=torch.float64)
     worst = float((values - expected).abs().max())
     require(
         worst < 1e-5,

@@ -8,11 +8,16 @@ from course_lib import icd9
 from course_lib.cohort import Cohort
 from course_lib.exercises.lesson01 import (
     ALL_AGES,
-    _reference_codes_in_chapter,
     check_codes_in_chapter,
     check_valid_demographics,
 )
 from exercise_solutions import Exercise
+
+
+def solution_codes_in_chapter(cohort: Cohort, chapter: str) -> dict[str, int]:
+    """``{code: patients with the code}`` for the codes of ``chapter`` (e.g. ``"390-459"``)."""
+    counts = Counter(code for patient in cohort for code in patient.code_set)
+    return {code: n for code, n in counts.items() if icd9.chapter_of(code) == chapter}
 
 
 def _counts_occurrences(cohort: Cohort, chapter: str) -> dict[str, int]:
@@ -30,7 +35,7 @@ def _reads_v_codes_as_numbers(cohort: Cohort, chapter: str) -> dict[str, int]:
 
 
 def _dotted_keys(cohort: Cohort, chapter: str) -> dict[str, int]:
-    return {icd9.to_dotted(c): n for c, n in _reference_codes_in_chapter(cohort, chapter).items()}
+    return {icd9.to_dotted(c): n for c, n in solution_codes_in_chapter(cohort, chapter).items()}
 
 
 def solution_valid_demographics(code: str) -> tuple[int, int, frozenset[str]]:
@@ -65,7 +70,7 @@ EXERCISES = [
     Exercise(
         "codes_in_chapter",
         check_codes_in_chapter,
-        _reference_codes_in_chapter,
+        solution_codes_in_chapter,
         wrong_answers=(_counts_occurrences, _reads_v_codes_as_numbers, _dotted_keys),
     ),
     Exercise(

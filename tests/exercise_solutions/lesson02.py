@@ -8,7 +8,6 @@ import torch
 
 from course_lib.dataset import MIN_MAX_LENGTH, truncate_visit_chunks
 from course_lib.exercises.lesson02 import (
-    _reference_keep_latest_visits,
     check_keep_latest_visits,
     check_visit_lengths,
 )
@@ -24,6 +23,28 @@ from course_lib.tokens import (
 from exercise_solutions import Exercise
 
 # --- Exercise 1: how many codes does each visit of an id sequence hold? ----------------------
+
+
+def solution_keep_latest_visits(
+    visit_chunks: list[list[int]], max_length: int
+) -> tuple[list[int], bool]:
+    """Join encoded visits into ``<patient> ... </patient>`` of at most ``max_length`` tokens,
+    keeping the LATEST whole visits that fit, in their order; if even the last visit does not
+    fit, keep its first codes (the principal diagnosis comes first) and close it."""
+    if max_length < MIN_MAX_LENGTH:
+        raise ValueError(f"max_length must be >= {MIN_MAX_LENGTH}, got {max_length}")
+    budget = max_length - 2  # room between <patient> and </patient>
+    kept: list[list[int]] = []
+    for chunk in reversed(visit_chunks):
+        if len(chunk) > budget:
+            break
+        kept.append(chunk)
+        budget -= len(chunk)
+    truncated = len(kept) < len(visit_chunks)
+    if not kept and visit_chunks:
+        inner = visit_chunks[-1][1:-1][: budget - 2]
+        kept = [[VISIT_START_ID, *inner, VISIT_END_ID]]
+    return [BOS_ID, *(token for chunk in reversed(kept) for token in chunk), EOS_ID], truncated
 
 
 def solution_visit_lengths(ids: Sequence[int] | torch.Tensor, vocab: Vocabulary) -> list[int]:
@@ -70,7 +91,7 @@ def _keeps_earliest(visit_chunks: list[list[int]], max_length: int) -> tuple[lis
 
 
 def _latest_in_reverse_order(visit_chunks: list[list[int]], max_length: int):
-    ids, truncated = _reference_keep_latest_visits(visit_chunks[::-1], max_length)
+    ids, truncated = solution_keep_latest_visits(visit_chunks[::-1], max_length)
     return ids, truncated
 
 
@@ -86,7 +107,7 @@ def _cuts_mid_visit(visit_chunks: list[list[int]], max_length: int):
 def _no_length_check(visit_chunks: list[list[int]], max_length: int):
     if max_length < MIN_MAX_LENGTH:
         return [BOS_ID, EOS_ID], bool(visit_chunks)
-    return _reference_keep_latest_visits(visit_chunks, max_length)
+    return solution_keep_latest_visits(visit_chunks, max_length)
 
 
 EXERCISES = [
@@ -99,7 +120,7 @@ EXERCISES = [
     Exercise(
         "keep_latest_visits",
         check_keep_latest_visits,
-        _reference_keep_latest_visits,
+        solution_keep_latest_visits,
         wrong_answers=(
             _keeps_earliest,
             _latest_in_reverse_order,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pandas as pd
@@ -12,7 +13,6 @@ from course_lib import icd9
 from course_lib.cohort import Cohort
 from course_lib.exercises.lesson04 import (
     SEX_SPECIFIC_COLUMNS,
-    _reference_sex_specific_share,
     check_age_band_prompt,
     check_sex_specific_share,
 )
@@ -20,6 +20,27 @@ from course_lib.model import ConditionalPrompt
 from exercise_solutions import Exercise
 
 # --- Exercise 1: an age-band prompt ---------------------------------------------------------
+
+
+def solution_sex_specific_share(cohort: Cohort) -> pd.DataFrame:
+    """Rows ``F``/``M``, columns ``female_only``/``male_only``: the share of that sex's code
+    occurrences whose code the MCE restricts to women (rule ``female``) or to men (``male``).
+
+    A sex without any code gets NaN. Real patients have 0 off the diagonal; a generator that
+    ignores the sex prompt writes about the same shares for both rows.
+    """
+    rows = {}
+    for sex in ("F", "M"):
+        codes = [code for patient in cohort if patient.sex == sex for code in patient.codes]
+        rows[sex] = {
+            column: (
+                sum(rule in icd9.rules_for(code) for code in codes) / len(codes)
+                if codes
+                else math.nan
+            )
+            for column, rule in zip(SEX_SPECIFIC_COLUMNS, ("female", "male"), strict=True)
+        }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(SEX_SPECIFIC_COLUMNS))
 
 
 class SolutionAgeBandPrompt(ConditionalPrompt):
@@ -88,7 +109,7 @@ class _BandInTheMiddle(SolutionAgeBandPrompt):
 
 def _share_of_all_codes(cohort: Cohort) -> pd.DataFrame:
     """Divides by every occurrence in the cohort instead of that sex's."""
-    table = _reference_sex_specific_share(cohort)
+    table = solution_sex_specific_share(cohort)
     total = sum(len(patient.codes) for patient in cohort)
     for sex in table.index:
         n = sum(len(patient.codes) for patient in cohort if patient.sex == sex)
@@ -110,7 +131,7 @@ def _share_of_patients(cohort: Cohort) -> pd.DataFrame:
 
 
 def _swapped_columns(cohort: Cohort) -> pd.DataFrame:
-    table = _reference_sex_specific_share(cohort)
+    table = solution_sex_specific_share(cohort)
     return table.rename(columns={"female_only": "male_only", "male_only": "female_only"})
 
 
@@ -133,7 +154,7 @@ EXERCISES = [
     Exercise(
         "sex_specific_share",
         check_sex_specific_share,
-        _reference_sex_specific_share,
+        solution_sex_specific_share,
         wrong_answers=(_share_of_all_codes, _share_of_patients, _swapped_columns),
     ),
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from course_lib.exercises.lesson06 import (
-    _reference_pmi_matrix,
     check_pmi_matrix,
     check_smoothed_lm_loss,
 )
@@ -13,6 +12,22 @@ from course_lib.losses import IGNORE_INDEX, lm_loss
 from exercise_solutions import Exercise
 
 # --- Exercise 1: label smoothing for the language-modelling loss ----------------------------
+
+
+def solution_pmi_matrix(
+    cooccurrence_counts: torch.Tensor, code_counts: torch.Tensor, n_patients: int
+) -> torch.Tensor:
+    """``pmi[i, j] = log(n_ij * N / (n_i * n_j))`` (natural log), ``-inf`` where ``n_ij = 0``.
+
+    ``cooccurrence_counts [vocab, vocab]``: patients holding both codes (diagonal 0, as
+    :func:`course_lib.losses.build_cooccurrence_counts` makes it); ``code_counts [vocab]``:
+    patients holding each code; ``N = n_patients``. PMI > 0 means "together more often than
+    chance": unlike a raw count threshold it does not favour the most frequent codes.
+    """
+    joint = cooccurrence_counts.double()
+    expected = code_counts.double().view(-1, 1) * code_counts.double().view(1, -1) / n_patients
+    pmi = torch.log(joint / expected.clamp(min=1e-300))
+    return pmi.masked_fill(joint.eq(0), float("-inf")).float()
 
 
 def solution_smoothed_lm_loss(
@@ -52,11 +67,11 @@ def _smoothing_on_other_tokens_only(logits, labels, smoothing):
 
 
 def _pmi_without_n(cooccurrence_counts, code_counts, n_patients):
-    return _reference_pmi_matrix(cooccurrence_counts, code_counts, 1)
+    return solution_pmi_matrix(cooccurrence_counts, code_counts, 1)
 
 
 def _pmi_nan_for_unseen(cooccurrence_counts, code_counts, n_patients):
-    pmi = _reference_pmi_matrix(cooccurrence_counts, code_counts, n_patients)
+    pmi = solution_pmi_matrix(cooccurrence_counts, code_counts, n_patients)
     return pmi.masked_fill(torch.isinf(pmi), float("nan"))
 
 
@@ -74,7 +89,7 @@ EXERCISES = [
     Exercise(
         "pmi_matrix",
         check_pmi_matrix,
-        _reference_pmi_matrix,
+        solution_pmi_matrix,
         wrong_answers=(_pmi_without_n, _pmi_nan_for_unseen),
     ),
 ]
