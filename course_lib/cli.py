@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "course_lib.summary",
         "print counts, quantiles and top codes of a cohort; save plots",
     ),
-    "train": ("course_lib.train_cli", "train a PromptBart model on a cohort"),
+    "train": ("course_lib.training", "train a PromptBart model on a cohort"),
     "generate": ("course_lib.generation", "generate synthetic patients with a trained run"),
     "evaluate": ("course_lib.evaluation.report", "compare a synthetic cohort with real data"),
     "heads": (
@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; every error ends as one line on stderr and an exit code.
 
     argparse's own errors (an unknown flag, a bad choice) keep argparse's usage message and
-    exit code 2 (raised as SystemExit, as argparse does).
+    exit code 2 (raised as SystemExit, as argparse does). A command's own ``SystemExit(message)``
+    passes through unchanged (Python prints the message, exit code 1); commands should raise
+    :class:`UsageError` for a bad argument instead, to get exit code 2.
     """
     argv, debug = _take_debug_flag(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
@@ -170,13 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `course_lib summary ... | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except SystemExit as stop:
-        if not isinstance(stop.code, str):
-            raise
-        code, line = EXIT_USAGE, _one_line(stop.code)  # commands' own argument checks
-        line = line.split(": error: ", 1)[1] if line.startswith("course_lib ") else line
-        if debug:
-            traceback.print_exc()
     except Exception as error:  # the one place where errors become lines
         code, line = describe_error(error)
         if debug:
