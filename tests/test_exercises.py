@@ -86,12 +86,15 @@ def test_stored_answers_are_the_reference_solutions_answers():
     (rewrite it with ``python tests/exercise_solutions/expected_values.py``)."""
     computed = flatten(json.loads(json.dumps(compute_expected())))  # stored form: JSON types
     stored = flatten(EXPECTED)
-    assert stored.keys() == computed.keys()
+    rewrite = "run python tests/exercise_solutions/expected_values.py"
+    assert stored.keys() == computed.keys(), rewrite
     for path, value in computed.items():
         if isinstance(value, float):
-            assert stored[path] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), path
+            assert stored[path] == pytest.approx(value, rel=1e-9, abs=1e-12, nan_ok=True), (
+                f"{path}: {rewrite}"
+            )
         else:
-            assert stored[path] == value, path
+            assert stored[path] == value, f"{path}: {rewrite}"
 
 
 def flatten(value: object, path: str = "") -> dict[str, object]:
