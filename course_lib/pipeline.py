@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+from course_lib.cli import UsageError, check_input_folder
 from course_lib.cohort import Cohort
 from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
 from course_lib.evaluation.suite import evaluate_cohorts
@@ -133,15 +134,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    if not args.data.is_dir():
-        raise SystemExit(f"--data {args.data}: no such folder (expected a MIMIC-III layout folder)")
+    """Bad arguments are a :class:`~course_lib.cli.UsageError` (exit code 2), before any work."""
+    check_input_folder(args.data, "--data")
     try:
         get_preset(args.preset)
     except ValueError as error:
-        raise SystemExit(f"--preset: {error}") from None
+        raise UsageError(f"--preset: {error}") from None
     for flag, value in (("--max-steps", args.max_steps), ("--epochs", args.epochs)):
         if value is not None and value < 1:
-            raise SystemExit(f"{flag} must be >= 1, got {value}")
+            raise UsageError(f"{flag} must be >= 1, got {value}")
     run_pipeline(
         args.data,
         args.out,
