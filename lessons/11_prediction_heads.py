@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -352,25 +354,16 @@ assert abs(ece_by_hand - library_ece) < 1e-9
 # untrained one, and the risk head's top-label confidence.
 
 # %% tags=["remove-input"]
-import matplotlib.pyplot as plt
+from course_lib.heads.metrics import reliability_diagram
 
-from course_lib.heads.metrics import reliability_curve
-
-curves = {
-    "binary (trained)": separate.curves["binary"]["binary"],
-    "binary (untrained)": untrained_curves["binary"],
-    "risk, top label (trained)": separate.curves["risk"]["top-label"],
-}
-fig, ax = plt.subplots(figsize=(5, 4.2))
-ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-for label, (predicted, observed) in curves.items():
-    mean_predicted, frequency, counts = reliability_curve(predicted, observed)
-    ece = expected_calibration_error(predicted, observed)
-    ax.plot(mean_predicted, frequency, marker="o", label=f"{label}: ECE {ece:.3f}")
-ax.set(xlabel="mean predicted probability in the bin", ylabel="observed frequency")
-ax.set(xlim=(0, 1), ylim=(0, 1), title="Reliability on the test patients")
-ax.legend(fontsize=8, loc="upper left")
-plt.show()
+reliability_diagram(
+    {
+        "binary (trained)": separate.curves["binary"]["binary"],
+        "binary (untrained)": untrained_curves["binary"],
+        "risk, top label (trained)": separate.curves["risk"]["top-label"],
+    },
+    "Reliability on the test patients",
+)
 
 # %%
 risk_ece = glue("risk_ece", separate.metrics["risk"]["ece"])
@@ -489,6 +482,8 @@ comparison = pd.DataFrame(
 display(comparison.round(3))
 
 # %% tags=["remove-input"]
+import matplotlib.pyplot as plt
+
 fig, ax = plt.subplots(figsize=(6, 3.2))
 positions = np.arange(len(joint_names))
 width = 0.38

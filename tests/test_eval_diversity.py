@@ -92,7 +92,7 @@ BRIEF_CASE = {
 def test_the_briefs_collapse_trips_the_alarms():
     alarms = mode_collapse_alarms(BRIEF_CASE)
     assert len(alarms) == 2
-    assert alarms[0].startswith("unique_codes: 31 codes < 686.5")
+    assert alarms[0].startswith(f"unique_codes: 31 codes < {0.4 * 2746:.1f}")
     assert alarms[1].startswith("chapters_per_patient_std: 0.000 < 0.545")
 
 
@@ -118,8 +118,8 @@ def test_one_dominant_code_trips_the_top_code_alarm():
 
 def test_reference_values_fall_back_to_real_then_to_absolute_limits():
     no_floor = {"unique_codes": 31.0, "top_code_share": 0.125, "chapters_per_patient_std": 1.0}
-    with_real = dict(no_floor, unique_codes_real=100.0, chapters_per_patient_std_real=1.0)
-    assert mode_collapse_alarms(with_real) == []  # 31 >= 25% of 100
+    with_real = dict(no_floor, unique_codes_real=70.0, chapters_per_patient_std_real=1.0)
+    assert mode_collapse_alarms(with_real) == []  # 31 >= 40% of 70
     assert len(mode_collapse_alarms(no_floor)) == 1  # 31 < the absolute 100
     strict = AlarmThresholds(unique_codes_ratio=0.5)
     assert len(mode_collapse_alarms(with_real, strict)) == 1
@@ -127,3 +127,34 @@ def test_reference_values_fall_back_to_real_then_to_absolute_limits():
     assert mode_collapse_alarms(nan_floor) == []  # NaN floor -> the real value
     with pytest.raises(ValueError, match="top_code_share"):
         mode_collapse_alarms({"unique_codes": 1.0, "chapters_per_patient_std": 1.0})
+
+
+def test_lesson_10s_collapse_trips_the_alarms():
+    """281 codes where a real sample of that size has about 1,000, and every patient about
+    two chapters: a spread that is not 0 but one chapter count for most patients."""
+    lesson_10 = {
+        "unique_codes": 281.0,
+        "top_code_share": 0.15,
+        "chapters_per_patient_std": 0.7,
+        "chapters_per_patient_mode_share": 0.72,
+        "unique_codes_real": 1010.0,
+        "top_code_share_real": 0.11,
+        "chapters_per_patient_std_real": 2.6,
+        "chapters_per_patient_mode_share_real": 0.21,
+    }
+    alarms = mode_collapse_alarms(lesson_10)
+    assert [alarm.split(":")[0] for alarm in alarms] == [
+        "unique_codes",
+        "chapters_per_patient_mode_share",
+    ]
+    assert "72.0% of patients have the same number of chapters > 42.0%" in alarms[1]
+    healthy = dict(lesson_10, unique_codes=900.0, chapters_per_patient_mode_share=0.25)
+    assert mode_collapse_alarms(healthy) == []
+
+
+def test_mode_share_of_chapter_counts():
+    metrics = diversity_metrics(SYNTHETIC, SYNTHETIC)
+    counts = [len(patient_chapters(p)) for p in SYNTHETIC]
+    expected = max(counts.count(c) for c in set(counts)) / len(counts)
+    assert metrics["chapters_per_patient_mode_share"] == pytest.approx(expected)
+    assert metrics["chapters_per_patient_mode_share_real"] == pytest.approx(expected)

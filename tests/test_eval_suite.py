@@ -89,7 +89,10 @@ def collapsed_cohort(n_patients: int, seed: int) -> Cohort:
 
 def noise_tolerance(real: Cohort, train: Cohort, draws: list[Cohort], labeler) -> dict[str, float]:
     """4 sqrt(2) sd of every metric over independent real samples (module docstring)."""
-    runs = [evaluate_cohorts(draw, real, train=train, outcome_labeler=labeler) for draw in draws]
+    runs = [
+        evaluate_cohorts(draw, real, train=train, outcome_labeler=labeler, n_resamples=0)
+        for draw in draws
+    ]
     tolerance = {}
     for key in runs[0]:
         values = np.array([run[key] for run in runs])
@@ -139,7 +142,8 @@ def test_a_perfect_generator_scores_at_the_floor(toy_world):
     assert evaluation.alarms == []
     assert evaluation.n_patients == 400
     assert 0.35 < evaluation["mia_accuracy"] < 0.65
-    assert evaluation["tstr_auroc"] > 0.6 and evaluation["trtr_auroc"] > 0.6
+    assert evaluation["tstr_oracle_auroc"] > 0.6 and evaluation["trtr_auroc"] > 0.6
+    assert evaluation["detection_auc"] <= 0.6
 
 
 def test_a_collapsed_generator_trips_the_alarms_and_scores_badly(toy_world):
@@ -153,7 +157,10 @@ def test_a_collapsed_generator_trips_the_alarms_and_scores_badly(toy_world):
     assert [alarm.split(":")[0] for alarm in evaluation.alarms] == [
         "unique_codes",
         "chapters_per_patient_std",
+        "chapters_per_patient_mode_share",
     ]
+    assert evaluation["detection_auc"] >= 0.9
+    assert evaluation["beta_recall"] < evaluation["beta_recall_floor"] - tolerance["beta_recall"]
     worse_when_higher = ["js_divergence", "js_distance", "chapters_per_patient_wasserstein"]
     worse_when_lower = ["top100_overlap", "cooccurrence_score", "npmi", "unigram_r2"]
     worse_when_lower += ["pair_r2", "jaccard", "coverage", "unique_codes"]
@@ -175,28 +182,37 @@ def test_evaluation_is_a_flat_mapping_with_a_table_and_nan_floors_without_refere
         "sex_violation_rate", "duplicate_rate", "cross_visit_repeat_rate", "unique_codes",
         "coverage", "top_code_share", "chapters_per_patient_mean", "codes_per_patient_mean",
         "exact_copy_rate", "dcr_median", "mia_accuracy", "sex_inference_accuracy",
-        "age_inference_accuracy", "tstr_auroc", "trtr_auroc",
+        "age_inference_accuracy", "tstr_oracle_auroc", "trtr_auroc", "augmentation_auroc",
+        "detection_auc", "alpha_precision", "beta_recall", "authenticity",
+        "dcr_holdout_share", "attribute_inference_f1", "visits_per_patient_wasserstein",
+        "codes_per_visit_wasserstein", "days_between_visits_wasserstein",
+        "unigram_patient_r2", "pair_patient_r2", "sequential_patient_r2",
     }  # fmt: skip
     assert expected <= set(evaluation)
     assert all(isinstance(value, float) for value in evaluation.values())
     assert math.isnan(evaluation["js_divergence_floor"])
     assert math.isnan(evaluation["exact_copy_rate"])  # no training split
     assert math.isnan(evaluation["trtr_auroc"]) and "trtr_auroc_floor" not in evaluation
-    assert not math.isnan(evaluation["tstr_auroc"])  # both cohorts carry outcomes
+    assert not math.isnan(evaluation["tstr_oracle_auroc"])  # both cohorts carry outcomes
     table = evaluation.table()
-    assert list(table.columns) == ["metric", "synthetic", "floor"]
+    assert list(table.columns) == ["metric", "synthetic", "low", "high", "floor"]
     assert len(table) == len([key for key in evaluation if not key.endswith("_floor")])
 
 
 def test_reference_and_synthetic_are_cut_to_the_same_size():
     real, reference, synthetic = toy_cohort(60, 31), toy_cohort(40, 32), toy_cohort(70, 33)
-    evaluation = evaluate_cohorts(synthetic, real, reference=reference, seed=5)
+    evaluation = evaluate_cohorts(synthetic, real, reference=reference, seed=5, n_resamples=2)
     assert evaluation.n_patients == 40
     cut_synthetic, cut_reference = equal_size_samples(synthetic, reference, seed=5)
     assert len(cut_synthetic) == len(cut_reference) == 40
     assert cut_reference is reference
-    again = evaluate_cohorts(synthetic, real, reference=reference, seed=5)
+    again = evaluate_cohorts(synthetic, real, reference=reference, seed=5, n_resamples=2)
     assert dict(again) == pytest.approx(dict(evaluation), nan_ok=True)
+    assert again.intervals.keys() == evaluation.intervals.keys()
+    np.testing.assert_allclose(
+        [again.intervals[key] for key in sorted(again.intervals)],
+        [evaluation.intervals[key] for key in sorted(again.intervals)],
+    )
 
 
 def test_floor_helpers_and_bad_input():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from course_lib import plots
 from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.evaluation import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -148,7 +149,9 @@ def test_empty_cohort_is_refused(real: Cohort) -> None:
 
 
 def test_save_figure_writes_png_atomically(tmp_path, real: Cohort, synthetic: Cohort) -> None:
-    path = plots.save_figure(plots.frequency_rank(real, synthetic), tmp_path / "sub" / "rank.png")
+    from course_lib.evaluation.report import save_figure
+
+    path = save_figure(plots.frequency_rank(real, synthetic), tmp_path / "sub" / "rank.png")
     assert path.read_bytes().startswith(PNG_MAGIC)
     before = path.read_bytes()
 
@@ -159,8 +162,27 @@ def test_save_figure_writes_png_atomically(tmp_path, real: Cohort, synthetic: Co
 
     broken.savefig = fail
     with pytest.raises(RuntimeError, match="disk full"):
-        plots.save_figure(broken, path)
+        save_figure(broken, path)
     assert path.read_bytes() == before  # the previous figure survives
     assert [p.name for p in path.parent.iterdir()] == ["rank.png"]  # no temporary file left
     with pytest.raises(ValueError, match="expected a .png path"):
-        plots.save_figure(broken, tmp_path / "rank.pdf")
+        save_figure(broken, tmp_path / "rank.pdf")
+
+
+def test_figures_draw_into_the_callers_axes(real: Cohort, synthetic: Cohort) -> None:
+    fig = Figure()
+    left, right, spare = fig.subplots(1, 3)
+    assert plots.frequency_rank(real, synthetic, ax=left) is fig
+    assert left.get_xscale() == "log" and not spare.has_data()
+    assert plots.top_codes_side_by_side(real, synthetic, k=3, ax=[right, spare]) is fig
+    assert right.get_title().startswith("real: top 3 codes") and spare.has_data()
+    assert fig.get_suptitle() == ""  # the caller's figure keeps its own title
+    with pytest.raises(ValueError, match="expected 2 Axes"):
+        plots.cooccurrence_heatmaps(real, synthetic, ax=[left])
+
+
+def test_plots_module_writes_nothing_and_keeps_the_backend() -> None:
+    source = Path(plots.__file__).read_text(encoding="utf-8")
+    forbidden_calls = (".savefig(", "matplotlib.use(", "import matplotlib.pyplot", "open(")
+    for forbidden in forbidden_calls + ("from matplotlib import pyplot",):
+        assert forbidden not in source

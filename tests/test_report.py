@@ -89,19 +89,27 @@ def test_cli_writes_json_markdown_and_figures(full_report) -> None:
     assert report["goals"]["js_divergence"] == {"goal": "<= 1.5x floor", "met": True}
     assert report["goals"]["duplicate_rate"]["met"] is True
     # Synthetic patients had no outcomes: the simulator's outcome model labelled them.
-    assert isinstance(report["tstr_auroc"], float) and isinstance(report["trtr_auroc"], float)
+    for key in ("tstr_oracle_auroc", "trtr_auroc", "augmentation_auroc"):
+        assert isinstance(report[key], float), key
+    assert "tstr_auroc" not in report  # needs outcome-conditioned generation: not faked
+    # Every metric with a value has its interval, and the interval holds the value.
+    for key in HEADLINE_KEYS:
+        low, high = report[f"{key}_ci"]
+        assert low <= report[key] + 1e-9 and report[key] - 1e-9 <= high, key
     assert any("simulate_outcomes(patients, seed=3)" in note for note in report["notes"])
     assert any(str(Path("reference")) in note and "Floors" in note for note in report["notes"])
 
     markdown = (out / "report.md").read_text(encoding="utf-8")
-    assert "| metric | value | floor | ratio | goal | status |" in markdown
+    assert "| metric | value | interval | floor | ratio | goal | status |" in markdown
     js_row = next(line for line in markdown.splitlines() if line.startswith("| js_divergence |"))
     cells = [cell.strip() for cell in js_row.strip("|").split("|")]
     assert float(cells[1]) == pytest.approx(report["js_divergence"], rel=1e-3)
-    assert float(cells[2]) == pytest.approx(report["js_divergence_floor"], rel=1e-3)
+    low, high = (float(bound) for bound in cells[2].strip("[]").split(","))
+    assert [low, high] == pytest.approx(report["js_divergence_ci"], rel=1e-3)
+    assert float(cells[3]) == pytest.approx(report["js_divergence_floor"], rel=1e-3)
     ratio = report["js_divergence"] / report["js_divergence_floor"]
-    assert float(cells[3]) == pytest.approx(ratio, rel=1e-3)
-    assert cells[4:] == ["<= 1.5x floor", "pass"]
+    assert float(cells[4]) == pytest.approx(ratio, rel=1e-3)
+    assert cells[5:] == ["<= 1.5x floor", "pass"]
     assert "## Alarms" in markdown and "## Notes" in markdown
 
     assert sorted(report["figures"]) == sorted(f"figures/{name}" for name in FIGURE_FILES)
@@ -190,15 +198,15 @@ def test_format_report_table_goals_and_missing_values() -> None:
         for line in format_report_table(Evaluation(metrics)).splitlines()
         if line.strip()
     }
-    assert rows["js_divergence"][1:4] == ["0.4", "0.25", "1.6"]
+    assert rows["js_divergence"][1:5] == ["0.4", "n/a", "0.25", "1.6"]  # no interval given
     assert rows["js_divergence"][-1] == "FAIL"  # 0.4 > 1.5 * 0.25
     assert rows["top100_overlap"][-1] == "pass"
     assert rows["age_violation_rate"][-1] == "pass"  # 0.4% < 0.5%
     assert rows["sex_violation_rate"][-1] == "FAIL"  # 0.2% >= 0.1%
     assert rows["duplicate_rate"][-1] == "pass"
     assert rows["coverage"][1] == "n/a" and rows["coverage"][-1] == "n/a"
-    assert rows["mia_accuracy"][1:] == ["n/a", "n/a", "n/a"]
-    assert "tstr_auroc" not in rows  # absent keys are skipped, not invented
+    assert rows["mia_accuracy"][1:] == ["n/a", "n/a", "n/a", "n/a"]
+    assert "tstr_oracle_auroc" not in rows  # absent keys are skipped, not invented
     no_floor = {"js_divergence": 0.4}
     assert format_report_table(Evaluation(no_floor)).splitlines()[2].split()[-1] == "n/a"
 
@@ -218,7 +226,7 @@ def test_failed_figure_keeps_the_previous_report(split_evaluation, tmp_path, mon
     )
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    from course_lib import plots
+    from course_lib.evaluation import plots
 
     def broken(*args, **kwargs):
         raise RuntimeError("plotting failed")
@@ -357,3 +365,63 @@ def test_a_few_unknown_codes_are_dropped_and_reported(small_folders, tmp_path) -
     evaluation = evaluate_folders(small_folders["real"], folder)
     assert evaluation["unknown_code_rate"] == pytest.approx(expected)
     assert any("synthetic: DIAGNOSES_ICD.csv: skipped" in note for note in evaluation.notes)
+
+
+# ------------------------------------------------------------------------------ identity checks
+
+
+def _evaluate_argv(real: Path, synthetic: Path, out: Path) -> list[str]:
+    return ["evaluate", "--real", str(real), "--synthetic", str(synthetic), "--out", str(out)]
+
+
+def test_synthetic_equal_to_real_is_refused_in_one_line(small_folders, tmp_path) -> None:
+    argv = _evaluate_argv(small_folders["real"], small_folders["real"], tmp_path / "out")
+    with pytest.raises(SystemExit) as raised:
+        cli.main(argv)
+    message = str(raised.value.code)
+    assert "\n" not in message
+    assert "100% of its patients are records of the real folder" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_synthetic_equal_to_train_is_refused_as_a_privacy_leak(small_folders, tmp_path) -> None:
+    with pytest.raises(
+        EvaluationInputError, match=r"100% of its patients are records of the train"
+    ):
+        evaluate_folders(
+            small_folders["real"], small_folders["other"], train_dir=small_folders["other"]
+        )
+
+
+def test_reference_overlapping_train_is_refused(folders, tmp_path) -> None:
+    with pytest.raises(
+        EvaluationInputError, match=r"reference folder .*SUBJECT_IDs also in the train folder"
+    ):
+        evaluate_folders(
+            folders["real"],
+            folders["synthetic"],
+            train_dir=folders["train"],
+            reference_dir=folders["train"],
+        )
+
+
+def test_half_copied_training_split_fires_the_privacy_alarm(folders, tmp_path) -> None:
+    """The user's case in issue 14: synthetic patients that are training records (here half of
+    them, so the folder is not refused as a plain copy) must raise the privacy alarm, and the
+    command must print it."""
+    train = simulate_cohort(300, 4)
+    generated = simulate_cohort(300, 2).patients
+    leaky = Cohort(train.patients[:150] + generated[150:])
+    write_mimic(leaky, tmp_path / "leaky")
+    argv = ["evaluate", "--real", str(folders["real"]), "--synthetic", str(tmp_path / "leaky")]
+    argv += ["--train", str(folders["train"]), "--reference", str(folders["reference"])]
+    argv += ["--out", str(tmp_path / "out"), "--no-figures"]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert cli.main(argv) == 0
+    report = _strict_json(tmp_path / "out" / "report.json")
+    assert report["exact_copy_rate"] == pytest.approx(0.5, abs=0.02)
+    assert report["dcr_holdout_share"] > report["dcr_holdout_share_floor"] + 0.1
+    privacy = [alarm for alarm in report["alarms"] if alarm.startswith("privacy:")]
+    assert [alarm.split()[1] for alarm in privacy] == ["exact_copy_rate", "dcr_holdout_share"]
+    assert "! privacy: exact_copy_rate" in stdout.getvalue()

@@ -13,6 +13,7 @@ codes skipped)::
     top_code_share        = max_code #patients carrying the code / #patients
     codes_per_patient     = |codes(patient)|                 (mean, std, distribution)
     chapters_per_patient  = |chapters(codes(patient))|       (mean, std, distribution)
+    chapters_per_patient_mode_share = share of patients with the most common chapter count
     *_wasserstein         = scipy.stats.wasserstein_distance(S distribution, R distribution)
 
 ``unique_codes`` and ``coverage`` grow with the sample size: compare them only with the floor
@@ -21,6 +22,7 @@ of a real sample of the synthetic sample's size.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Mapping
@@ -33,14 +35,20 @@ from course_lib import icd9
 from course_lib.cohort import Cohort, Patient
 
 
+@functools.cache
+def _chapter(code: str) -> str | None:
+    """The code's chapter, None for a token that is not an ICD-9 code (cached: the bootstrap
+    asks for the same codes many times)."""
+    try:
+        return icd9.chapter_of(code)
+    except ValueError:
+        return None
+
+
 def patient_chapters(patient: Patient) -> set[str]:
     """Distinct ICD-9 chapters of a patient's codes (non-code tokens skipped)."""
-    chapters = set()
-    for code in patient.code_set:
-        try:
-            chapters.add(icd9.chapter_of(code))
-        except ValueError:
-            continue
+    chapters = {_chapter(code) for code in patient.code_set}
+    chapters.discard(None)
     return chapters
 
 
@@ -91,10 +99,17 @@ def diversity_metrics(synthetic: Cohort, real: Cohort) -> dict[str, float]:
         metrics[f"{measure}_per_patient_wasserstein"] = float(
             wasserstein_distance(syn_values, real_values)
         )
+    metrics["chapters_per_patient_mode_share"] = mode_share(syn_table["chapters"])
     metrics["unique_codes_real"] = float(len(real_codes))
     metrics["top_code_share_real"] = top_code_share(real)[1]
     metrics["chapters_per_patient_std_real"] = float(real_table["chapters"].std(ddof=0))
+    metrics["chapters_per_patient_mode_share_real"] = mode_share(real_table["chapters"])
     return metrics
+
+
+def mode_share(values: pd.Series) -> float:
+    """Share of the values equal to the most common one (1.0: every patient alike)."""
+    return float(values.value_counts(normalize=True).iloc[0]) if len(values) else math.nan
 
 
 @dataclass(frozen=True)
@@ -103,19 +118,24 @@ class AlarmThresholds:
 
     The reference is ``<key>_floor`` (a real sample of the synthetic sample's size) when the
     metrics have it, else ``<key>_real`` (the real cohort, whatever its size), else the
-    absolute fallback. Defaults: fewer than a quarter of the real sample's unique codes (the
-    notes' 31 codes are far below; a healthy generator loses the rare tail, not 75% of the
-    codes); a top code carried by more than twice as many patients as the real top code; a
-    spread of chapters per patient below a quarter of the real spread (the notes' "every
-    patient exactly 2 categories" is a spread of 0).
+    absolute fallback. Defaults: fewer than 40% of the real sample's unique codes (the notes'
+    31 codes are far below, and so is lesson 10's collapsed run with 281 codes where a real
+    sample of that size has about 1,000; a healthy generator loses part of the rare tail, not
+    60% of the codes); a top code carried by more than twice as many patients as the real top
+    code; a spread of chapters per patient below a quarter of the real spread (the notes'
+    "every patient exactly 2 categories" is a spread of 0); and, when the metrics have
+    ``chapters_per_patient_mode_share``, one chapter count shared by more than twice the real
+    share of patients (lesson 10's "every patient about 2 chapters", whose spread is not 0).
     """
 
-    unique_codes_ratio: float = 0.25
+    unique_codes_ratio: float = 0.4
     top_code_share_ratio: float = 2.0
     chapters_std_ratio: float = 0.25
+    chapters_mode_share_ratio: float = 2.0
     min_unique_codes: float = 100.0
     max_top_code_share: float = 0.5
     min_chapters_std: float = 0.1
+    max_chapters_mode_share: float = 0.6
 
 
 def _reference(metrics: Mapping[str, float], key: str) -> float | None:
@@ -131,8 +151,9 @@ def mode_collapse_alarms(
 ) -> list[str]:
     """Human-readable alarms (empty when diversity looks healthy).
 
-    ``metrics`` needs ``unique_codes``, ``top_code_share`` and ``chapters_per_patient_std``;
-    reference values are looked up as :class:`AlarmThresholds` explains.
+    ``metrics`` needs ``unique_codes``, ``top_code_share`` and ``chapters_per_patient_std``
+    (``chapters_per_patient_mode_share`` is optional); reference values are looked up as
+    :class:`AlarmThresholds` explains.
     """
     thresholds = thresholds or AlarmThresholds()
     for key in ("unique_codes", "top_code_share", "chapters_per_patient_std"):
@@ -158,6 +179,21 @@ def mode_collapse_alarms(
     )
     if spread < low:
         alarms.append(f"chapters_per_patient_std: {spread:.3f} < {low:.3f} (every patient alike)")
+    mode = metrics.get("chapters_per_patient_mode_share")
+    if mode is not None and math.isfinite(mode):
+        high = min(
+            limit(
+                "chapters_per_patient_mode_share",
+                thresholds.chapters_mode_share_ratio,
+                thresholds.max_chapters_mode_share,
+            ),
+            1.0,
+        )
+        if mode > high:
+            alarms.append(
+                f"chapters_per_patient_mode_share: {mode:.1%} of patients have the same number "
+                f"of chapters > {high:.1%} (every patient alike)"
+            )
     return alarms
 
 

@@ -1,10 +1,12 @@
 """The evaluation report's figures, real against synthetic, one function each (lesson 09).
 
 Every function takes cohorts (or an evaluation mapping) and returns a
-:class:`matplotlib.figure.Figure` built without ``pyplot``: no global figure state, no GUI
-backend, PNG output through matplotlib's Agg canvas. A lesson shows the returned figure inline
-(it is the cell's value); the ``evaluate`` command saves it with :func:`save_figure`. Because
-pyplot never holds these figures, drawing many of them in a loop leaks no memory.
+:class:`matplotlib.figure.Figure`. Without ``ax`` it builds its own figure without ``pyplot``
+(no global figure state, no backend switch, so drawing many in a loop leaks no memory); with
+``ax`` (one Axes, or a sequence for the multi-panel figures) it draws into the caller's
+figure and returns that. Nothing here writes a file: a lesson shows the returned figure
+inline (it is the cell's value); the ``evaluate`` command saves it
+(:func:`course_lib.evaluation.report.save_figure`).
 
 Colours stay fixed across figures: real is blue, synthetic orange, the real reference sample
 (the floor) grey.
@@ -13,14 +15,12 @@ Colours stay fixed across figures: real is blue, synthetic orange, the real refe
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from course_lib import icd9
@@ -40,6 +40,19 @@ def _check_cohorts(**cohorts: Cohort | None) -> None:
             raise ValueError(f"cannot plot an empty {name} cohort (expected at least one patient)")
 
 
+def _panels(
+    ax: Axes | Sequence[Axes] | None, n_panels: int, figsize: tuple[float, float]
+) -> tuple[Figure, list[Axes]]:
+    """The caller's axes (checked to be ``n_panels``) or a new pyplot-free figure with them."""
+    if ax is None:
+        fig = Figure(figsize=figsize, layout="constrained")
+        return fig, list(np.atleast_1d(fig.subplots(1, n_panels)))
+    axes = [ax] if isinstance(ax, Axes) else list(ax)
+    if len(axes) != n_panels:
+        raise ValueError(f"ax: expected {n_panels} Axes for this figure, got {len(axes)}")
+    return axes[0].figure, axes
+
+
 def code_label(code: str, width: int = DESCRIPTION_CHARS) -> str:
     """``"401.9 Hypertension NOS"``: dotted code and short description, cut to ``width``."""
     description = icd9.describe(code)
@@ -51,7 +64,9 @@ def code_label(code: str, width: int = DESCRIPTION_CHARS) -> str:
 # ------------------------------------------------------------------------ frequency-rank
 
 
-def frequency_rank(real: Cohort, synthetic: Cohort, *, reference: Cohort | None = None) -> Figure:
+def frequency_rank(
+    real: Cohort, synthetic: Cohort, *, reference: Cohort | None = None, ax: Axes | None = None
+) -> Figure:
     """Relative frequency of each code against its rank, log-log.
 
     Real codes follow a long (Zipf-like) tail; a collapsed generator's curve stops after a few
@@ -59,8 +74,7 @@ def frequency_rank(real: Cohort, synthetic: Cohort, *, reference: Cohort | None 
     when given, shows how far two real samples of that size already differ in the tail.
     """
     _check_cohorts(real=real, synthetic=synthetic, reference=reference)
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = fig.subplots()
+    fig, (ax,) = _panels(ax, 1, (6.5, 4.5))
     curves = [("real", real), ("synthetic", synthetic)]
     if reference is not None:
         curves.append(("reference", reference))
@@ -88,7 +102,9 @@ def _patient_shares(cohort: Cohort) -> Counter[str]:
     return Counter({code: count / len(cohort) for code, count in carriers.items()})
 
 
-def top_codes_side_by_side(real: Cohort, synthetic: Cohort, k: int = 30) -> Figure:
+def top_codes_side_by_side(
+    real: Cohort, synthetic: Cohort, k: int = 30, *, ax: Sequence[Axes] | None = None
+) -> Figure:
     """Each cohort's ``k`` most common codes (share of patients), with their descriptions.
 
     Two panels on one x scale, real left, synthetic right. A bar is solid when the code is in
@@ -102,22 +118,25 @@ def top_codes_side_by_side(real: Cohort, synthetic: Cohort, k: int = 30) -> Figu
     tops = {name: top_codes(values, k) for name, values in shares.items()}
     shared = set(tops["real"]) & set(tops["synthetic"])
     rows = max(len(codes) for codes in tops.values()) or 1
-    fig = Figure(figsize=(14, 1.2 + 0.28 * rows), layout="constrained")
-    axes = fig.subplots(1, 2, sharex=True)
-    for ax, name in zip(axes, ("real", "synthetic"), strict=True):
+    fig, axes = _panels(ax, 2, (14, 1.2 + 0.28 * rows))
+    axes[1].sharex(axes[0])
+    for panel, name in zip(axes, ("real", "synthetic"), strict=True):
         codes = tops[name]
         values = [shares[name][code] for code in codes]
         positions = np.arange(len(codes))
-        bars = ax.barh(positions, values, color=COLOURS[name])
+        bars = panel.barh(positions, values, color=COLOURS[name])
         for bar, code in zip(bars, codes, strict=True):
             if code not in shared:
                 bar.set_hatch("//")
                 bar.set_alpha(0.6)
-        ax.set_yticks(positions, [code_label(code) for code in codes], fontsize=8)
-        ax.set_ylim(rows - 0.5, -0.5)
-        ax.set_xlabel("share of patients with the code")
-        ax.set_title(f"{name}: top {len(codes)} codes ({len(shared)} shared with the other list)")
-    fig.suptitle(f"Top-{k} codes, real vs synthetic (hatched: not in the other top {k})")
+        panel.set_yticks(positions, [code_label(code) for code in codes], fontsize=8)
+        panel.set_ylim(rows - 0.5, -0.5)
+        panel.set_xlabel("share of patients with the code")
+        panel.set_title(
+            f"{name}: top {len(codes)} codes ({len(shared)} shared with the other list)"
+        )
+    if ax is None:  # a caller's figure keeps its own title
+        fig.suptitle(f"Top-{k} codes, real vs synthetic (hatched: not in the other top {k})")
     return fig
 
 
@@ -125,7 +144,11 @@ def top_codes_side_by_side(real: Cohort, synthetic: Cohort, k: int = 30) -> Figu
 
 
 def per_patient_histograms(
-    real: Cohort, synthetic: Cohort, measures: Sequence[str] = ("codes", "visits", "chapters")
+    real: Cohort,
+    synthetic: Cohort,
+    measures: Sequence[str] = ("codes", "visits", "chapters"),
+    *,
+    ax: Axes | Sequence[Axes] | None = None,
 ) -> Figure:
     """Histograms of distinct codes, visits and ICD-9 chapters per patient, real vs synthetic.
 
@@ -144,9 +167,8 @@ def per_patient_histograms(
         "visits": "visits per patient",
         "chapters": "ICD-9 chapters per patient",
     }
-    fig = Figure(figsize=(4.5 * len(measures), 3.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(measures)))
-    for ax, measure in zip(axes, measures, strict=True):
+    fig, axes = _panels(ax, len(measures), (4.5 * len(measures), 3.8))
+    for panel, measure in zip(axes, measures, strict=True):
         values = table[table["measure"] == measure]
         sns.histplot(
             data=values,
@@ -158,11 +180,12 @@ def per_patient_histograms(
             common_norm=False,
             discrete=True,
             element="step",
-            ax=ax,
+            ax=panel,
         )
-        ax.set_xlabel(titles[measure])
-        ax.set_ylabel("share of patients")
-    fig.suptitle("Per-patient counts, real vs synthetic")
+        panel.set_xlabel(titles[measure])
+        panel.set_ylabel("share of patients")
+    if ax is None:  # a caller's figure keeps its own title
+        fig.suptitle("Per-patient counts, real vs synthetic")
     return fig
 
 
@@ -182,7 +205,9 @@ def cooccurrence_matrix(cohort: Cohort, codes: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(together[np.ix_(order, order)], index=list(codes), columns=list(codes))
 
 
-def cooccurrence_heatmaps(real: Cohort, synthetic: Cohort, k: int = 20) -> Figure:
+def cooccurrence_heatmaps(
+    real: Cohort, synthetic: Cohort, k: int = 20, *, ax: Sequence[Axes] | None = None
+) -> Figure:
     """Within-visit co-occurrence of the real cohort's ``k`` most frequent codes, real
     (left) and synthetic (right), in the same code order and on one colour scale.
 
@@ -204,9 +229,8 @@ def cooccurrence_heatmaps(real: Cohort, synthetic: Cohort, k: int = 20) -> Figur
     highest = max(float(matrix.to_numpy()[off_diagonal].max()) for matrix in matrices.values())
     highest = highest if highest > 0 else 1.0
     labels = [icd9.to_dotted(code) for code in codes]
-    fig = Figure(figsize=(13, 6), layout="constrained")
-    axes = fig.subplots(1, 2)
-    for position, (ax, (name, matrix)) in enumerate(zip(axes, matrices.items(), strict=True)):
+    fig, axes = _panels(ax, 2, (13, 6))
+    for position, (panel, (name, matrix)) in enumerate(zip(axes, matrices.items(), strict=True)):
         sns.heatmap(
             matrix.set_axis(labels, axis=0).set_axis(labels, axis=1),
             mask=~off_diagonal,
@@ -216,18 +240,24 @@ def cooccurrence_heatmaps(real: Cohort, synthetic: Cohort, k: int = 20) -> Figur
             square=True,
             cbar=position == 1,
             cbar_kws={"label": "share of visits with both codes"},
-            ax=ax,
+            ax=panel,
         )
-        ax.set_title(f"{name}")
-        ax.tick_params(labelsize=7)
-    fig.suptitle(f"Within-visit co-occurrence of the top {len(codes)} real codes")
+        panel.set_title(f"{name}")
+        panel.tick_params(labelsize=7)
+    if ax is None:  # a caller's figure keeps its own title
+        fig.suptitle(f"Within-visit co-occurrence of the top {len(codes)} real codes")
     return fig
 
 
 # ------------------------------------------------------------------------ validity
 
 
-def validity_bars(evaluation: Mapping[str, float], keys: Sequence[str] = VALIDITY_KEYS) -> Figure:
+def validity_bars(
+    evaluation: Mapping[str, float],
+    keys: Sequence[str] = VALIDITY_KEYS,
+    *,
+    ax: Axes | None = None,
+) -> Figure:
     """Validity rates of the synthetic cohort next to their real floors (in percent).
 
     ``evaluation`` is any mapping with ``<key>`` and ``<key>_floor`` (an
@@ -242,8 +272,7 @@ def validity_bars(evaluation: Mapping[str, float], keys: Sequence[str] = VALIDIT
         floor = float(evaluation.get(f"{key}_floor", math.nan))
         rows.append((key, "reference", 100 * floor))
     table = pd.DataFrame(rows, columns=["metric", "cohort", "percent"])
-    fig = Figure(figsize=(6.5, 4), layout="constrained")
-    ax = fig.subplots()
+    fig, (ax,) = _panels(ax, 1, (6.5, 4))
     width = 0.38
     positions = np.arange(len(keys))
     for offset, cohort in ((-width / 2, "synthetic"), (width / 2, "reference")):
@@ -259,24 +288,3 @@ def validity_bars(evaluation: Mapping[str, float], keys: Sequence[str] = VALIDIT
     ax.set_title("Medical validity: synthetic vs real floor")
     ax.legend()
     return fig
-
-
-# ------------------------------------------------------------------------ saving
-
-
-def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
-    """Save ``fig`` as PNG at ``path`` atomically: a temporary file in the same folder, then a
-    rename, so a reader never sees half a PNG and a failed save keeps the previous file."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"save_figure writes PNG files: expected a .png path, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            fig.savefig(stream, format="png", dpi=dpi)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return path

@@ -1,57 +1,69 @@
 """``python -m course_lib evaluate``: score a synthetic cohort against real data (lesson 09).
 
-Reads folders in the MIMIC-III layout, runs :func:`course_lib.evaluation.evaluate_cohorts`
-and writes a report folder::
+Reads folders in the MIMIC-III layout (:mod:`course_lib.evaluation.folders` loads and checks
+them), runs :func:`course_lib.evaluation.evaluate_cohorts` and writes a report folder::
 
-    REPORT/report.json    flat metrics (<key>, <key>_floor), goals, alarms, notes; NaN -> null
-    REPORT/report.md      tables: metric, value, floor, ratio, goal; the alarms; the notes
-    REPORT/figures/*.png  the figures of :mod:`course_lib.plots`
+    REPORT/report.json    flat metrics (<key>, <key>_floor, <key>_ci = [low, high]), goals,
+                          alarms, notes; NaN -> null
+    REPORT/report.md      tables: metric, value, interval, floor, ratio, goal; alarms; notes
+    REPORT/figures/*.png  the figures of :mod:`course_lib.evaluation.plots`
 
-Every number is read against its **floor**, the same metric for a second real sample. That
-sample is ``--reference`` (a held-out split, or a second simulator draw), or, without it, one
-half of ``--real`` split at random with the seed (the other half is then the real test
-sample); the report says which.
+Every number is read against its **floor**, the same metric for a second real sample, and
+with its bootstrap **interval** (:mod:`course_lib.evaluation.uncertainty`): a value whose
+interval contains the floor is as good as real data.
 
-Writing is all or nothing per run: every file is first rendered into a hidden staging folder
-inside REPORT, then renamed into place, ``report.json`` last. A failure while computing or
-drawing leaves a previous report untouched; a ``report.json`` is only ever next to the
-``report.md`` and figures of its own run (other files in REPORT are never touched).
+Writing is all or nothing per run: every figure is drawn in memory first, so a failure while
+computing or drawing leaves a previous report untouched; ``report.json`` is removed first and
+written last (:mod:`course_lib.files`), so it only ever sits next to the ``report.md`` and
+figures of its own run (other files in REPORT are never touched).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+from matplotlib.figure import Figure
 
-from course_lib import icd9
 from course_lib.cohort import Cohort
-from course_lib.evaluation.floor import disjoint_splits
-from course_lib.evaluation.suite import PRIVACY_KEYS, Evaluation, evaluate_cohorts
-from course_lib.evaluation.utility import DEFAULT_OUTCOME
+from course_lib.evaluation.folders import (
+    SIMULATOR_OUTCOME_COLUMNS,
+    EvaluationInputError,
+    FolderEvaluation,
+    evaluate_folders,
+    is_simulated_cohort,
+    load_folder,
+)
+from course_lib.evaluation.suite import PRIVACY_KEYS, SEQUENCE_KEYS, UTILITY_KEYS
+from course_lib.files import atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "SIMULATOR_OUTCOME_COLUMNS",
+    "EvaluationInputError",
+    "FolderEvaluation",
+    "evaluate_folders",
+    "format_report_table",
+    "is_simulated_cohort",
+    "load_folder",
+    "save_figure",
+    "write_report",
+]
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 FIGURES_DIR = "figures"
-MIMIC_FILES = "PATIENTS.csv, ADMISSIONS.csv and DIAGNOSES_ICD.csv"
-# A folder whose diagnosis codes are more than this share unknown to ICD-9-CM v32 is taken to
-# use another code system (ICD-10, procedure codes, token ids); below it, the unknown codes
-# are dropped and counted (real MIMIC-III holds a few codes retired before v32).
-MAX_UNKNOWN_CODE_SHARE = 0.10
-# OUTCOMES.csv columns that course_lib.simulate writes: their presence marks simulated data,
-# whose ground-truth outcome model can label synthetic patients.
-SIMULATOR_OUTCOME_COLUMNS = ("LVEF_REDUCED", "EVENT_DAYS", "EVENT_OBSERVED", "RISK_CATEGORY")
 
 # The issue's headline metrics, in report order.
 HEADLINE_KEYS = (
+    "detection_auc",
+    "alpha_precision",
+    "beta_recall",
+    "authenticity",
     "js_divergence",
     "top100_overlap",
     "cooccurrence_score",
@@ -59,6 +71,9 @@ HEADLINE_KEYS = (
     "pair_r2",
     "sequential_r2",
     "jaccard",
+    "visits_per_patient_wasserstein",
+    "codes_per_visit_wasserstein",
+    "days_between_visits_wasserstein",
     "age_violation_rate",
     "sex_violation_rate",
     "duplicate_rate",
@@ -66,11 +81,15 @@ HEADLINE_KEYS = (
     "coverage",
     "top_code_share",
     "exact_copy_rate",
+    "dcr_holdout_share",
     "mia_accuracy",
-    "tstr_auroc",
+    "attribute_inference_f1",
+    "tstr_oracle_auroc",
     "trtr_auroc",
+    "augmentation_auroc",
 )
 FAMILIES: dict[str, tuple[str, ...]] = {
+    "Fidelity": ("detection_auc", "alpha_precision", "beta_recall", "authenticity"),
     "Coherence": (
         "js_divergence",
         "js_distance",
@@ -82,6 +101,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "sequential_r2",
         "jaccard",
     ),
+    "Sequence": SEQUENCE_KEYS,
     "Validity": (
         "age_violation_rate",
         "age_violation_patient_rate",
@@ -101,18 +121,15 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "chapters_per_patient_mean",
         "chapters_per_patient_std",
         "chapters_per_patient_wasserstein",
+        "chapters_per_patient_mode_share",
         "unique_codes_real",
         "top_code_share_real",
         "chapters_per_patient_std_real",
+        "chapters_per_patient_mode_share_real",
     ),
     "Privacy": PRIVACY_KEYS,
-    "Utility": ("tstr_auroc", "trtr_auroc"),
+    "Utility": UTILITY_KEYS,
 }
-
-
-class EvaluationInputError(ValueError):
-    """An input folder the evaluation cannot use; the message names the folder and what was
-    expected."""
 
 
 # ------------------------------------------------------------------------------ goals
@@ -138,6 +155,7 @@ def _js_goal(value: float, floor: float) -> bool | None:
 
 
 GOALS: dict[str, Goal] = {
+    "detection_auc": Goal("<= 0.6", _absolute(lambda value: value <= 0.6)),
     "js_divergence": Goal("<= 1.5x floor", _js_goal),
     "top100_overlap": Goal(">= 0.85", _absolute(lambda value: value >= 0.85)),
     "age_violation_rate": Goal("< 0.5%", _absolute(lambda value: value < 0.005)),
@@ -156,212 +174,10 @@ def goal_results(evaluation: Mapping[str, float]) -> dict[str, bool | None]:
     }
 
 
-# ------------------------------------------------------------------------------ loading
-
-
-@dataclass(frozen=True)
-class FolderEvaluation(Evaluation):
-    """An :class:`Evaluation` that also keeps what the report needs besides the numbers:
-    ``notes`` (how the samples were made) and the cohorts compared (``real`` is the real
-    test sample, ``reference`` the floor's sample)."""
-
-    notes: list[str] = field(default_factory=list)
-    real: Cohort | None = field(default=None, repr=False, compare=False)
-    synthetic: Cohort | None = field(default=None, repr=False, compare=False)
-    reference: Cohort | None = field(default=None, repr=False, compare=False)
-
-
-def _diagnosis_codes(directory: Path) -> pd.Series:
-    """The non-empty dotless codes of DIAGNOSES_ICD.csv(.gz) (the file is known to exist)."""
-    path = directory / "DIAGNOSES_ICD.csv"
-    if not path.is_file():
-        path = directory / "DIAGNOSES_ICD.csv.gz"
-    codes = pd.read_csv(
-        path,
-        usecols=lambda column: str(column).strip().upper() == "ICD9_CODE",
-        dtype=str,
-        keep_default_na=False,
-    ).iloc[:, 0]
-    codes = codes.str.strip().str.upper().str.replace(".", "", regex=False)
-    return codes[codes != ""]
-
-
-def load_folder(directory: str | Path, role: str) -> tuple[Cohort, float]:
-    """Load one MIMIC-III folder for the evaluation; return the cohort and the share of its
-    diagnosis codes that are not ICD-9-CM v32 (dropped).
-
-    ``role`` (real, synthetic, train, reference) names the folder in every error.
-    """
-    from course_lib.mimic import MimicFormatError, load_mimic
-
-    directory = Path(directory)
-    where = f"{role} folder {directory}"
-    if not directory.is_dir():
-        raise EvaluationInputError(
-            f"{where}: not found (expected a folder in the MIMIC-III layout with {MIMIC_FILES})"
-        )
-    try:
-        cohort = load_mimic(directory, unknown_codes="skip")
-    except MimicFormatError as error:
-        raise EvaluationInputError(f"{where}: {error}") from error
-    codes = _diagnosis_codes(directory)
-    unknown = codes[~codes.isin(icd9.code_table().keys())]
-    unknown_share = len(unknown) / len(codes) if len(codes) else 0.0
-    if unknown_share > MAX_UNKNOWN_CODE_SHARE:
-        examples = ", ".join(repr(code) for code in sorted(set(unknown))[:5])
-        raise EvaluationInputError(
-            f"{where}: {unknown_share:.0%} of the {len(codes)} codes in DIAGNOSES_ICD "
-            f"are not ICD-9-CM diagnosis codes (e.g. {examples}); expected dotless ICD-9-CM "
-            "codes such as '4019', 'V3000' or 'E8889' (is this ICD-10 or another code system?)"
-        )
-    if len(cohort) == 0:
-        raise EvaluationInputError(
-            f"{where}: no patients with diagnoses (expected at least one patient with an "
-            "admission and an ICD-9-CM code)"
-        )
-    return cohort, unknown_share
-
-
-def _check_against_real(cohort: Cohort, real: Cohort, role: str, directory: Path, real_dir: Path):
-    codes = {code for patient in cohort for code in patient.code_set}
-    real_codes = {code for patient in real for code in patient.code_set}
-    if not codes & real_codes:
-        raise EvaluationInputError(
-            f"{role} folder {directory}: none of its {len(codes)} distinct codes occurs in the "
-            f"real folder {real_dir} (expected the same code system and vocabulary: dotless "
-            "ICD-9-CM diagnosis codes of the same population)"
-        )
-    if role in ("train", "reference"):
-        shared = {p.subject_id for p in cohort} & {p.subject_id for p in real}
-        if shared:
-            raise EvaluationInputError(
-                f"{role} folder {directory}: {len(shared)} SUBJECT_IDs also in the real folder "
-                f"{real_dir} (e.g. {min(shared)}); expected patients disjoint from the real ones"
-            )
-
-
-def _has_outcome(cohort: Cohort) -> bool:
-    return cohort.outcomes is not None and DEFAULT_OUTCOME in cohort.outcomes.columns
-
-
-def is_simulated_cohort(cohort: Cohort) -> bool:
-    """True when the outcomes table has the simulator's columns (its outcome model can label)."""
-    outcomes = cohort.outcomes
-    return outcomes is not None and set(SIMULATOR_OUTCOME_COLUMNS) <= set(outcomes.columns)
-
-
-def evaluate_folders(
-    real_dir: str | Path,
-    synthetic_dir: str | Path,
-    *,
-    train_dir: str | Path | None = None,
-    reference_dir: str | Path | None = None,
-    seed: int = 0,
-) -> FolderEvaluation:
-    """Load the folders, check they fit together, and evaluate with floors.
-
-    Without ``reference_dir`` the real folder is split with ``seed`` into two disjoint halves
-    (real test sample, reference). When the real folder's OUTCOMES.csv comes from the course's
-    simulator, synthetic patients are labelled by its ground-truth outcome model
-    (:func:`course_lib.simulate.simulate_outcomes`) so that TSTR can be computed.
-    ``unknown_code_rate`` is the share of the synthetic folder's codes outside ICD-9-CM v32
-    (the loader drops them, so the cohort itself would show 0). Raises
-    :class:`EvaluationInputError` naming the folder at fault.
-    """
-    real_dir, synthetic_dir = Path(real_dir), Path(synthetic_dir)
-    notes: list[str] = []
-    real, _ = load_folder(real_dir, "real")
-    synthetic, synthetic_unknown = load_folder(synthetic_dir, "synthetic")
-    _check_against_real(synthetic, real, "synthetic", synthetic_dir, real_dir)
-    loaded = {"real": real, "synthetic": synthetic}
-    train = reference = None
-    if train_dir is not None:
-        train, _ = load_folder(train_dir, "train")
-        _check_against_real(train, real, "train", Path(train_dir), real_dir)
-        loaded["train"] = train
-    if reference_dir is not None:
-        reference, _ = load_folder(reference_dir, "reference")
-        _check_against_real(reference, real, "reference", Path(reference_dir), real_dir)
-        loaded["reference"] = reference
-    for role, cohort in loaded.items():
-        notes.extend(f"{role}: {note}" for note in cohort.notes)
-
-    if reference is None:
-        if len(real) < 2:
-            raise EvaluationInputError(
-                f"real folder {real_dir}: {len(real)} patient, too few to split into a real "
-                "test half and a reference half (expected at least 2, or pass a reference folder)"
-            )
-        half = len(real) // 2
-        real, reference = disjoint_splits(real, [len(real) - half, half], seed=seed)
-        notes.append(
-            f"No reference folder: the real folder was split at random (seed {seed}) into two "
-            f"disjoint halves, {len(real)} patients as the real test sample and "
-            f"{len(reference)} as the reference sample that gives every floor."
-        )
-    else:
-        notes.append(f"Floors: the reference folder {reference_dir} ({len(reference)} patients).")
-
-    labeler = None
-    if is_simulated_cohort(real):
-        from course_lib.simulate import simulate_outcomes
-
-        def labeler(patients):
-            return simulate_outcomes(patients, seed)
-
-        unlabelled = [
-            role
-            for role, cohort in (
-                ("synthetic", synthetic),
-                ("train", train),
-                ("reference", reference),
-            )
-            if cohort is not None and not _has_outcome(cohort)
-        ]
-        if unlabelled:
-            notes.append(
-                f"Utility: the {' and '.join(unlabelled)} patients carry no {DEFAULT_OUTCOME}; "
-                "since the real OUTCOMES.csv comes from the course's simulator, they were "
-                "labelled with its ground-truth outcome model, "
-                f"course_lib.simulate.simulate_outcomes(patients, seed={seed}). Real MIMIC-III "
-                "has no such model."
-            )
-    elif not _has_outcome(real):
-        notes.append(
-            f"Utility: the real folder has no OUTCOMES.csv with {DEFAULT_OUTCOME}, so "
-            "tstr_auroc and trtr_auroc are null."
-        )
-    if train is None:
-        notes.append(
-            "No train folder: privacy metrics and trtr_auroc are null, pair statistics "
-            "come from the real test sample."
-        )
-
-    evaluation = evaluate_cohorts(
-        synthetic, real, train=train, reference=reference, outcome_labeler=labeler, seed=seed
-    )
-    metrics = dict(evaluation.metrics)
-    # load_mimic dropped the synthetic codes outside ICD-9-CM; report their share instead of 0.
-    metrics["unknown_code_rate"] = synthetic_unknown
-    notes.append(
-        f"Synthetic and reference samples were cut to {evaluation.n_patients} patients each "
-        f"(seed {seed}) so that size-dependent metrics compare."
-    )
-    return FolderEvaluation(
-        metrics,
-        list(evaluation.alarms),
-        evaluation.n_patients,
-        notes=notes,
-        real=real,
-        synthetic=synthetic,
-        reference=reference,
-    )
-
-
 # ------------------------------------------------------------------------------ formatting
 
 
-def _number(value: float) -> str:
+def _number(value: float | None) -> str:
     if value is None or math.isnan(value):
         return "n/a"
     if math.isinf(value):
@@ -381,6 +197,16 @@ def _status(met: bool | None) -> str:
     return "n/a" if met is None else ("pass" if met else "FAIL")
 
 
+def _interval(evaluation: Mapping[str, float], key: str) -> str:
+    interval = getattr(evaluation, "intervals", {}).get(key)
+    if interval is None or any(math.isnan(bound) for bound in interval):
+        return "n/a"
+    return f"[{_number(interval[0])}, {_number(interval[1])}]"
+
+
+COLUMNS = ["metric", "value", "interval", "floor", "ratio", "goal", "status"]
+
+
 def _rows(evaluation: Mapping[str, float], keys: Sequence[str]) -> list[list[str]]:
     results = goal_results(evaluation)
     rows = []
@@ -394,6 +220,7 @@ def _rows(evaluation: Mapping[str, float], keys: Sequence[str]) -> list[list[str
             [
                 key,
                 _number(value),
+                _interval(evaluation, key),
                 _number(floor),
                 _number(_ratio(value, floor)),
                 goal.text if goal else "",
@@ -403,12 +230,10 @@ def _rows(evaluation: Mapping[str, float], keys: Sequence[str]) -> list[list[str
     return rows
 
 
-COLUMNS = ["metric", "value", "floor", "ratio", "goal", "status"]
-
-
 def format_report_table(evaluation: Mapping[str, float], *, all_metrics: bool = False) -> str:
     """The headline metrics (all of them with ``all_metrics``) as a plain-text table for the
-    console: value, floor, value/floor and the issue's goals with pass/FAIL, then the alarms."""
+    console: value, bootstrap interval, floor, value/floor and the issue's goals with
+    pass/FAIL, then the alarms."""
     keys = list(evaluation) if all_metrics else list(HEADLINE_KEYS)
     keys = [key for key in keys if not key.endswith("_floor")]
     rows = [COLUMNS, *_rows(evaluation, keys)]
@@ -431,6 +256,24 @@ def _markdown_table(rows: list[list[str]], columns: Sequence[str]) -> list[str]:
     return lines
 
 
+def _markdown_families(evaluation: Mapping[str, float]) -> list[str]:
+    lines: list[str] = []
+    listed: set[str] = set()
+    families = dict(FAMILIES)
+    families["Other"] = tuple(
+        key
+        for key in evaluation
+        if not key.endswith("_floor") and not any(key in keys for keys in FAMILIES.values())
+    )
+    for family, keys in families.items():
+        rows = _rows(evaluation, [key for key in keys if key not in listed])
+        listed.update(keys)
+        if rows:
+            lines += [f"### {family}", "", *_markdown_table([r[:5] for r in rows], COLUMNS[:5])]
+            lines.append("")
+    return lines
+
+
 def report_markdown(
     evaluation: Mapping[str, float], notes: Sequence[str], figures: Sequence[str]
 ) -> str:
@@ -439,9 +282,11 @@ def report_markdown(
     lines = [
         "# Synthetic cohort evaluation",
         "",
-        f"Synthetic and reference samples: {n_patients} patients each. **floor** = the same "
-        "metric for a second real sample (what a perfect generator scores); **ratio** = "
-        "value / floor (about 1 for a perfect generator; n/a where the floor is 0 or missing).",
+        f"Synthetic and reference samples: {n_patients} patients each for size-dependent "
+        "metrics. **interval** = bootstrap interval of the value (notes say how); **floor** = "
+        "the same metric for a second real sample (what a perfect generator scores); "
+        "**ratio** = value / floor (about 1 for a perfect generator; n/a where the floor is 0 "
+        "or missing).",
         "",
         "## Headline metrics",
         "",
@@ -451,47 +296,33 @@ def report_markdown(
         "",
     ]
     alarms = list(getattr(evaluation, "alarms", []))
-    if alarms:
-        lines.extend(f"- {alarm}" for alarm in alarms)
-    else:
-        lines.append("None.")
-    lines += ["", "## All metrics", ""]
-    listed: set[str] = set()
-    for family, keys in FAMILIES.items():
-        rows = _rows(evaluation, keys)
-        listed.update(keys)
-        if rows:
-            lines += [f"### {family}", "", *_markdown_table([r[:4] for r in rows], COLUMNS[:4]), ""]
-    others = [key for key in evaluation if key not in listed and not key.endswith("_floor")]
-    if others:
-        rows = _rows(evaluation, others)
-        lines += ["### Other", "", *_markdown_table([r[:4] for r in rows], COLUMNS[:4]), ""]
+    lines.extend([f"- {alarm}" for alarm in alarms] or ["None."])
+    lines += ["", "## All metrics", "", *_markdown_families(evaluation)]
     if figures:
         lines += ["## Figures", ""]
         lines.extend(f"![{Path(name).stem}]({name})" for name in figures)
         lines.append("")
     lines += ["## Notes", ""]
-    if notes:
-        lines.extend(f"- {note}" for note in notes)
-    else:
-        lines.append("None.")
+    lines.extend([f"- {note}" for note in notes] or ["None."])
     return "\n".join(lines) + "\n"
 
 
-def _json_value(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _json_value(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def report_json(
     evaluation: Mapping[str, float], notes: Sequence[str], figures: Sequence[str]
 ) -> str:
-    """``report.json``: flat ``<key>``/``<key>_floor`` numbers (NaN -> null), ``n_patients``,
-    ``goals`` (metric -> {goal, met}), ``alarms``, ``notes``, ``figures`` (relative paths)."""
+    """``report.json``: flat ``<key>``/``<key>_floor`` numbers (NaN -> null), ``<key>_ci``
+    ([low, high] or null), ``n_patients``, ``goals`` (metric -> {goal, met}), ``alarms``,
+    ``notes``, ``figures`` (relative paths)."""
     payload: dict[str, object] = {
         key: _json_value(float(value)) for key, value in evaluation.items()
     }
+    for key, (low, high) in getattr(evaluation, "intervals", {}).items():
+        bounds = [_json_value(float(low)), _json_value(float(high))]
+        payload[f"{key}_ci"] = None if None in bounds else bounds
     payload["n_patients"] = int(getattr(evaluation, "n_patients", 0))
     payload["goals"] = {
         key: {"goal": GOALS[key].text, "met": met} for key, met in goal_results(evaluation).items()
@@ -514,14 +345,28 @@ FIGURE_FILES = (
 )
 
 
+def figure_png(fig: Figure, *, dpi: int = 120) -> bytes:
+    """``fig`` rendered as PNG bytes (matplotlib's Agg renderer; no backend is switched)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 120) -> Path:
+    """Save ``fig`` as PNG at ``path`` atomically (:func:`course_lib.files.atomic_write_bytes`):
+    a reader never sees half a PNG and a failed save keeps the previous file."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save_figure writes PNG files: expected a .png path, got {path}")
+    atomic_write_bytes(path, figure_png(fig, dpi=dpi))
+    return path
+
+
 def _draw_figures(
-    evaluation: Mapping[str, float],
-    real: Cohort,
-    synthetic: Cohort,
-    reference: Cohort | None,
-    folder: Path,
-) -> list[str]:
-    from course_lib import plots
+    evaluation: Mapping[str, float], real: Cohort, synthetic: Cohort, reference: Cohort | None
+) -> dict[str, bytes]:
+    """Every figure of the report as PNG bytes, drawn before anything is written."""
+    from course_lib.evaluation import plots
 
     makers = {
         "frequency_rank.png": lambda: plots.frequency_rank(real, synthetic, reference=reference),
@@ -530,16 +375,7 @@ def _draw_figures(
         "cooccurrence_heatmaps.png": lambda: plots.cooccurrence_heatmaps(real, synthetic),
         "validity.png": lambda: plots.validity_bars(evaluation),
     }
-    written = []
-    for name, make in makers.items():
-        plots.save_figure(make(), folder / name)
-        written.append(f"{FIGURES_DIR}/{name}")
-    return written
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_text(text, encoding="utf-8")
-    os.chmod(path, 0o644)
+    return {f"{FIGURES_DIR}/{name}": figure_png(make()) for name, make in makers.items()}
 
 
 def write_report(
@@ -555,10 +391,9 @@ def write_report(
     """Write report.json, report.md and (with ``figures`` and both cohorts) the figures into
     ``out_dir``; return ``out_dir``.
 
-    ``notes`` are added to those the evaluation carries (a :class:`FolderEvaluation`).
-    Everything is rendered in a staging folder first and renamed into place with
-    ``report.json`` last (module docstring); figure files of an earlier run that this run does
-    not draw are removed so that the folder never mixes runs.
+    ``notes`` are added to those the evaluation carries. Figures are drawn in memory before
+    anything is written; figure files of an earlier run that this run does not draw are
+    removed so that the folder never mixes runs (module docstring).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -569,29 +404,19 @@ def write_report(
     draw = figures and real is not None and synthetic is not None
     if figures and not draw:
         all_notes.append("No figures: the real and synthetic cohorts were not given.")
+    pictures = _draw_figures(evaluation, real, synthetic, reference) if draw else {}
+    markdown = report_markdown(evaluation, all_notes, list(pictures))
+    payload = report_json(evaluation, all_notes, list(pictures))
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".report-staging-"))
-    try:
-        figure_names: list[str] = []
-        if draw:
-            figure_names = _draw_figures(
-                evaluation, real, synthetic, reference, staging / FIGURES_DIR
-            )
-        _write_text(staging / REPORT_MD, report_markdown(evaluation, all_notes, figure_names))
-        _write_text(staging / REPORT_JSON, report_json(evaluation, all_notes, figure_names))
-        (out_dir / REPORT_JSON).unlink(missing_ok=True)  # no stale json beside new files
-        if figure_names:
-            (out_dir / FIGURES_DIR).mkdir(exist_ok=True)
-        for name in FIGURE_FILES:
-            relative = f"{FIGURES_DIR}/{name}"
-            if relative in figure_names:
-                os.replace(staging / relative, out_dir / relative)
-            else:
-                (out_dir / relative).unlink(missing_ok=True)
-        os.replace(staging / REPORT_MD, out_dir / REPORT_MD)
-        os.replace(staging / REPORT_JSON, out_dir / REPORT_JSON)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    (out_dir / REPORT_JSON).unlink(missing_ok=True)  # no stale json beside new files
+    for name in FIGURE_FILES:
+        relative = f"{FIGURES_DIR}/{name}"
+        if relative in pictures:
+            atomic_write_bytes(out_dir / relative, pictures[relative])
+        else:
+            (out_dir / relative).unlink(missing_ok=True)
+    atomic_write_text(out_dir / REPORT_MD, markdown)
+    atomic_write_text(out_dir / REPORT_JSON, payload)
     return out_dir
 
 
@@ -609,41 +434,34 @@ def _seed(text: str) -> int:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """The ``evaluate`` flags."""
+    folder = {"type": Path, "metavar": "DIR"}
+    parser.add_argument("--real", **folder, required=True, help="real test cohort (MIMIC-III)")
+    parser.add_argument("--synthetic", **folder, required=True, help="synthetic cohort")
+    parser.add_argument("--out", **folder, required=True, help="report folder (created)")
     parser.add_argument(
-        "--real",
-        type=Path,
-        metavar="DIR",
-        required=True,
-        help="real test cohort (MIMIC-III layout)",
-    )
-    parser.add_argument(
-        "--synthetic",
-        type=Path,
-        metavar="DIR",
-        required=True,
-        help="synthetic cohort (MIMIC-III layout)",
-    )
-    parser.add_argument(
-        "--out", type=Path, metavar="DIR", required=True, help="report folder (created)"
-    )
-    parser.add_argument(
-        "--train",
-        type=Path,
-        metavar="DIR",
-        help="real training split the generator saw (privacy, TRTR)",
+        "--train", **folder, help="real training split the generator saw (privacy, TRTR)"
     )
     parser.add_argument(
         "--reference",
-        type=Path,
-        metavar="DIR",
-        help="second real sample for the floors (held-out split or second simulator draw); "
-        "default: half of --real",
+        **folder,
+        help="second real sample for the floors (held-out split or second simulator draw), "
+        "disjoint from --real and --train; default: half of --real",
     )
     parser.add_argument("--seed", type=_seed, default=0, help="seed of splits, samples and fits")
     parser.add_argument("--no-figures", action="store_true", help="write report.json/md only")
 
 
+def _print_summary(evaluation: FolderEvaluation, out_dir: Path, figures: bool) -> None:
+    print(format_report_table(evaluation))
+    print()
+    print(f"report: {out_dir / REPORT_MD} and {out_dir / REPORT_JSON}")
+    if figures:
+        print(f"figures: {out_dir / FIGURES_DIR}/")
+
+
 def run_cli(args: argparse.Namespace) -> int:
+    """Evaluate, write the report, print the headline table; bad input exits with one line."""
     try:
         evaluation = evaluate_folders(
             args.real,
@@ -661,9 +479,5 @@ def run_cli(args: argparse.Namespace) -> int:
         )
     except EvaluationInputError as error:
         raise SystemExit(f"course_lib evaluate: error: {error}") from None
-    print(format_report_table(evaluation))
-    print()
-    print(f"report: {out_dir / REPORT_MD} and {out_dir / REPORT_JSON}")
-    if not args.no_figures:
-        print(f"figures: {out_dir / FIGURES_DIR}/")
+    _print_summary(evaluation, out_dir, not args.no_figures)
     return 0

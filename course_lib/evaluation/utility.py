@@ -5,11 +5,16 @@ training split (codes outside it are dropped, as a deployed model would drop the
 as ``log(1 + count)`` so that the logistic regression converges quickly. The outcome is a
 binary column of ``Cohort.outcomes`` (``LVEF_REDUCED`` by default)::
 
-    tstr_auroc = AUROC on the real test cohort of LogisticRegression fitted on synthetic
-    trtr_auroc = AUROC on the real test cohort of LogisticRegression fitted on real train
+    tstr_oracle_auroc  = AUROC on the real test cohort of LogisticRegression fitted on synthetic
+    trtr_auroc         = AUROC on the real test cohort of LogisticRegression fitted on real train
+    augmentation_auroc = the same fitted on real train + synthetic together (does adding
+                         synthetic patients help a model that already has the real ones?)
+
+Each comes with a bootstrap interval over the real test patients (the fitted model fixed).
 
 Synthetic patients carry no outcomes. Here they can be labelled by an ``outcome_labeler``
-(``list[Patient] -> DataFrame`` with ``SUBJECT_ID`` and the outcome column), e.g. the
+(hence *oracle*: ``tstr_oracle_auroc`` is an upper bound, not a figure a user can obtain)
+, ``list[Patient] -> DataFrame`` with ``SUBJECT_ID`` and the outcome column, e.g. the
 simulator's ground-truth outcome model: that is possible only because the course's simulator
 *knows* the causal model from codes to outcomes. With real MIMIC-III nobody knows it; there one
 makes the label part of the record (an outcome token the generator writes with the visits, or
@@ -30,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from course_lib.cohort import Cohort, Patient
 from course_lib.evaluation.encoding import CodeIndex, patient_code_matrix
+from course_lib.evaluation.uncertainty import NAN_INTERVAL, Interval, auroc_with_interval
 
 OutcomeLabeler = Callable[[list[Patient]], pd.DataFrame]
 DEFAULT_OUTCOME = "LVEF_REDUCED"
@@ -71,6 +77,26 @@ def code_count_features(cohort: Cohort, index: CodeIndex) -> sparse.csr_matrix:
     return counts
 
 
+UTILITY_KEYS = ("tstr_oracle_auroc", "trtr_auroc", "augmentation_auroc")
+
+
+def fit_scores(
+    train_features: sparse.csr_matrix,
+    train_labels: np.ndarray,
+    test_features: sparse.csr_matrix,
+    *,
+    seed: int = 0,
+) -> np.ndarray | None:
+    """P(outcome) on the test set from a logistic regression fitted on the training set;
+    None when the training set has a single class."""
+    if len(np.unique(train_labels)) < 2:
+        return None
+    model = LogisticRegression(max_iter=1000, random_state=seed)
+    with threadpool_limits(1):  # small fits: BLAS threads only add contention
+        model.fit(train_features, train_labels)
+    return model.predict_proba(test_features)[:, 1]
+
+
 def fit_auroc(
     train_features: sparse.csr_matrix,
     train_labels: np.ndarray,
@@ -81,12 +107,63 @@ def fit_auroc(
 ) -> float:
     """AUROC on the test set of a logistic regression fitted on the training set; NaN when
     either set has a single class (AUROC is undefined)."""
-    if len(np.unique(train_labels)) < 2 or len(np.unique(test_labels)) < 2:
+    scores = fit_scores(train_features, train_labels, test_features, seed=seed)
+    if scores is None or len(np.unique(test_labels)) < 2:
         return math.nan
-    model = LogisticRegression(max_iter=1000, random_state=seed)
-    with threadpool_limits(1):  # small fits: BLAS threads only add contention
-        model.fit(train_features, train_labels)
-    return float(roc_auc_score(test_labels, model.predict_proba(test_features)[:, 1]))
+    return float(roc_auc_score(test_labels, scores))
+
+
+def _scored(
+    features: sparse.csr_matrix, labels: np.ndarray, test: tuple, seed: int
+) -> tuple[float, Interval]:
+    test_features, test_labels = test
+    scores = fit_scores(features, labels, test_features, seed=seed)
+    if scores is None or len(np.unique(test_labels)) < 2:
+        return math.nan, NAN_INTERVAL
+    return auroc_with_interval(test_labels, scores, seed=seed)
+
+
+def utility_evaluation(
+    synthetic: Cohort,
+    real: Cohort,
+    train: Cohort | None = None,
+    *,
+    outcome: str = DEFAULT_OUTCOME,
+    outcome_labeler: OutcomeLabeler | None = None,
+    seed: int = 0,
+    with_trtr: bool = True,
+) -> tuple[dict[str, float], dict[str, Interval]]:
+    """:data:`UTILITY_KEYS` and their intervals (NaN where labels or a training split are
+    missing; ``with_trtr=False`` skips ``trtr_auroc``, which does not depend on
+    ``synthetic``).
+
+    ``real`` is the test cohort. The vocabulary comes from ``train``, or from ``real`` when
+    there is no training split (codes only, no labels: nothing about the outcome leaks).
+    """
+    metrics = dict.fromkeys(UTILITY_KEYS, math.nan)
+    intervals: dict[str, Interval] = {}
+    real_labels = outcome_labels(real, outcome, outcome_labeler)
+    if real_labels is None:
+        return metrics, intervals
+    index = CodeIndex.from_cohorts(train if train is not None else real)
+    test = (code_count_features(real, index), real_labels)
+    syn_labels = outcome_labels(synthetic, outcome, outcome_labeler)
+    syn_features = code_count_features(synthetic, index)
+    if syn_labels is not None:
+        fitted = _scored(syn_features, syn_labels, test, seed)
+        metrics["tstr_oracle_auroc"], intervals["tstr_oracle_auroc"] = fitted
+    train_labels = outcome_labels(train, outcome, outcome_labeler) if train is not None else None
+    if train_labels is None:
+        return metrics, intervals
+    train_features = code_count_features(train, index)
+    if with_trtr:
+        fitted = _scored(train_features, train_labels, test, seed)
+        metrics["trtr_auroc"], intervals["trtr_auroc"] = fitted
+    if syn_labels is not None:
+        both = sparse.vstack([train_features, syn_features]).tocsr()
+        fitted = _scored(both, np.r_[train_labels, syn_labels], test, seed)
+        metrics["augmentation_auroc"], intervals["augmentation_auroc"] = fitted
+    return metrics, intervals
 
 
 def utility_metrics(
@@ -99,32 +176,13 @@ def utility_metrics(
     seed: int = 0,
     with_trtr: bool = True,
 ) -> dict[str, float]:
-    """``tstr_auroc`` and ``trtr_auroc`` (NaN where labels or a training split are missing,
-    or with ``with_trtr=False``, which skips the fit that does not depend on ``synthetic``).
-
-    ``real`` is the test cohort. The vocabulary comes from ``train``, or from ``real`` when
-    there is no training split (codes only, no labels: nothing about the outcome leaks).
-    """
-    nan = {"tstr_auroc": math.nan, "trtr_auroc": math.nan}
-    real_labels = outcome_labels(real, outcome, outcome_labeler)
-    if real_labels is None:
-        return nan
-    index = CodeIndex.from_cohorts(train if train is not None else real)
-    real_features = code_count_features(real, index)
-    metrics = dict(nan)
-    syn_labels = outcome_labels(synthetic, outcome, outcome_labeler)
-    if syn_labels is not None:
-        metrics["tstr_auroc"] = fit_auroc(
-            code_count_features(synthetic, index), syn_labels, real_features, real_labels, seed=seed
-        )
-    if train is not None and with_trtr:
-        train_labels = outcome_labels(train, outcome, outcome_labeler)
-        if train_labels is not None:
-            metrics["trtr_auroc"] = fit_auroc(
-                code_count_features(train, index),
-                train_labels,
-                real_features,
-                real_labels,
-                seed=seed,
-            )
-    return metrics
+    """:func:`utility_evaluation` without the intervals."""
+    return utility_evaluation(
+        synthetic,
+        real,
+        train,
+        outcome=outcome,
+        outcome_labeler=outcome_labeler,
+        seed=seed,
+        with_trtr=with_trtr,
+    )[0]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import pandas as pd
 
 from course_lib import icd9
-from course_lib.cohort import Cohort
+from course_lib.cohort import SEXES, Cohort
 
 AGE_RULE_NAMES = frozenset(icd9.AGE_RULES)
 SEX_RULE_NAMES = frozenset(icd9.SEX_RULES)
@@ -44,9 +44,9 @@ def rule_violations(cohort: Cohort) -> pd.DataFrame:
     """
     records = []
     for row, patient in enumerate(cohort):
-        if patient.sex not in ("F", "M"):
+        if patient.sex not in SEXES:
             raise ValueError(
-                f"patient {patient.subject_id}: sex must be 'F' or 'M', got {patient.sex!r}"
+                f"patient {patient.subject_id}: sex must be one of {SEXES}, got {patient.sex!r}"
             )
         for position, visit in enumerate(patient.visits):
             for code in visit.codes:

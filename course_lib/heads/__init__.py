@@ -2,8 +2,9 @@
 
 ``targets`` (labels and censoring), ``splits`` (patient / temporal), ``features`` (extraction
 and cache), ``modules`` (the heads and their losses), ``metrics`` (with trivial baselines),
-``storage`` (versioned folders), ``train`` (one by one or jointly), ``cli``
-(``python -m course_lib heads train|evaluate|list``).
+``storage`` (versioned folders), ``train`` (one by one or jointly), ``workflow`` (the steps the
+command chains: load a run's features and targets, pick a split, re-score saved heads), ``cli``
+(``python -m course_lib heads train|evaluate|list``: flags and printing only).
 """
 
 from course_lib.heads.features import (
@@ -32,11 +33,19 @@ from course_lib.heads.storage import (
 from course_lib.heads.targets import HeadTargets, LabelsFileError, build_targets, read_outcomes
 from course_lib.heads.train import (
     FitConfig,
+    binary_correct,
     compare_joint_and_separate,
     evaluate_head,
     fit_head,
     fit_joint,
     train_heads,
+)
+from course_lib.heads.workflow import (
+    HeadData,
+    evaluate_saved_heads,
+    load_head_data,
+    load_saved_heads,
+    make_split,
 )
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "HEAD_NAMES",
     "FeatureSet",
     "FitConfig",
+    "HeadData",
     "HeadInputSizeError",
     "HeadStorageError",
     "HeadTargets",
@@ -51,11 +61,13 @@ __all__ = [
     "PredictionHead",
     "SplitIndex",
     "UntrainedHeadWarning",
+    "binary_correct",
     "build_targets",
     "cached_features",
     "class_weights",
     "compare_joint_and_separate",
     "evaluate_head",
+    "evaluate_saved_heads",
     "expected_calibration_error",
     "extract_features",
     "feature_size",
@@ -63,7 +75,10 @@ __all__ = [
     "fit_joint",
     "list_heads",
     "load_head",
+    "load_head_data",
+    "load_saved_heads",
     "make_head",
+    "make_split",
     "patient_split",
     "read_outcomes",
     "reliability_diagram",

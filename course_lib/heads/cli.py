@@ -9,7 +9,6 @@ cohort; ``list`` shows every saved version and flags the untrained ones.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from datetime import datetime
@@ -112,30 +111,6 @@ def _list(args) -> int:
 
 
 # ------------------------------------------------------------------------------- shared
-def _load(run: Path, data: Path, heads: list[str], cache_dir: Path, kind: str):
-    from course_lib.heads.features import cached_features
-    from course_lib.heads.targets import build_targets, read_outcomes
-    from course_lib.mimic import load_mimic
-    from course_lib.training import load_run
-
-    outcomes = read_outcomes(data, heads)  # bad labels fail before the slow steps
-    model, _, normalizer, config = load_run(run)
-    cohort = load_mimic(data, unknown_codes="skip")
-    features = cached_features(
-        model, cohort, normalizer, cache_dir, kind=kind, max_length=config.max_length
-    )
-    targets = build_targets(outcomes, features.subject_ids)
-    return model, cohort, features, targets
-
-
-def _split(kind: str, cohort, subject_ids, run: Path, seed: int):
-    from course_lib.heads.splits import patient_split, temporal_split
-
-    if kind == "temporal":
-        return temporal_split(cohort, subject_ids)
-    return patient_split(subject_ids, run_dir=run, seed=seed)
-
-
 def _fmt(value) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
 
@@ -166,69 +141,44 @@ def _table(metrics: dict[str, dict], versions: dict[str, str] | None = None) -> 
 
 
 # ------------------------------------------------------------------------------------ train
-def _train(args) -> int:
+def _head_config(name: str, args, data, split, result, config) -> dict:
+    """config.json of one trained head version."""
+    return {
+        "description": head_spec(name).description,
+        "feature_kind": args.feature_kind,
+        "feature_key": data.features.key,
+        "d_model": data.model.config.d_model,
+        "run": str(args.run.resolve()),
+        "data": str(args.data.resolve()),
+        "split": {
+            "kind": split.kind,
+            "source": split.source,
+            "sizes": split.sizes(),
+            "seed": args.seed,
+        },
+        "training_mode": result.mode,
+        "weighting": args.weighting if args.joint else None,
+        "fit": result.fits[name],
+        "fit_config": config.to_dict(),
+        "horizons_days": list(data.targets.horizons_days),
+    }
+
+
+def _save_versions(args, data, split, result, config, now: datetime) -> dict[str, str]:
+    """Save every trained head with its reliability diagram; ``name -> version``."""
+    from course_lib.evaluation.report import save_figure
     from course_lib.heads.metrics import reliability_diagram
     from course_lib.heads.storage import save_head
-    from course_lib.heads.train import FitConfig, train_heads
 
-    for flag in ("epochs", "patience", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"{COMMAND} train: error: --{flag.replace('_', '-')} must be >= 1")
-    cache_dir = args.cache_dir or args.out / "features"
-    model, cohort, features, targets = _load(
-        args.run, args.data, args.heads, cache_dir, args.feature_kind
-    )
-    print(
-        f"features: {args.feature_kind} [{len(features.subject_ids)} x {features.input_size}] "
-        f"({'read from' if features.from_cache else 'written to'} {features.cache_path})"
-    )
-    split = _split(args.split, cohort, features.subject_ids, args.run, args.seed)
-    print(f"split: {split.kind} {split.sizes()} ({split.source})")
-    config = FitConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-    )
-    result = train_heads(
-        features.features,
-        targets,
-        split,
-        args.heads,
-        joint=args.joint,
-        weighting=args.weighting,
-        config=config,
-    )
-    now = datetime.now()
     versions: dict[str, str] = {}
     order = [name for name in HEAD_NAMES if name in args.heads]  # binary before confidence
     with tempfile.TemporaryDirectory() as scratch:
         for name in order:
-            figure = reliability_diagram(
-                result.curves[name],
+            figure = save_figure(
+                reliability_diagram(result.curves[name], f"{name} head, {split.kind} split, test"),
                 Path(scratch) / f"{name}.png",
-                f"{name} head, {split.kind} split, test",
             )
-            head_config = {
-                "description": head_spec(name).description,
-                "feature_kind": args.feature_kind,
-                "feature_key": features.key,
-                "d_model": model.config.d_model,
-                "run": str(args.run.resolve()),
-                "data": str(args.data.resolve()),
-                "split": {
-                    "kind": split.kind,
-                    "source": split.source,
-                    "sizes": split.sizes(),
-                    "seed": args.seed,
-                },
-                "training_mode": result.mode,
-                "weighting": args.weighting if args.joint else None,
-                "fit": result.fits[name],
-                "fit_config": config.to_dict(),
-                "horizons_days": list(targets.horizons_days),
-            }
+            head_config = _head_config(name, args, data, split, result, config)
             if name == "confidence":
                 head_config["binary_version"] = versions.get("binary")
             path = save_head(
@@ -241,108 +191,103 @@ def _train(args) -> int:
                 now=now,
             )
             versions[name] = path.name
+    return versions
+
+
+def _compare(args, data, split, result, config, now: datetime) -> None:
+    """Train the other way (joint vs one by one) and write both metrics side by side."""
+    from course_lib.files import atomic_write_text
+    from course_lib.heads.storage import json_text
+    from course_lib.heads.train import train_heads
+
+    other = train_heads(
+        data.features.features,
+        data.targets,
+        split,
+        args.heads,
+        joint=not args.joint,
+        weighting=args.weighting,
+        config=config,
+    )
+    comparison = {result.mode: result.metrics, other.mode: other.metrics}
+    path = args.out / f"comparison_{now:%Y%m%d_%H%M%S}.json"
+    atomic_write_text(path, json_text(comparison))
+    print(f"\n{other.mode} training, for comparison (not saved as heads):")
+    print(_table(other.metrics))
+    print(f"comparison written to {path}")
+
+
+def _train(args) -> int:
+    from course_lib.heads.train import FitConfig, train_heads
+    from course_lib.heads.workflow import load_head_data, make_split
+
+    for flag in ("epochs", "patience", "batch_size"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"{COMMAND} train: error: --{flag.replace('_', '-')} must be >= 1")
+    cache_dir = args.cache_dir or args.out / "features"
+    data = load_head_data(args.run, args.data, args.heads, cache_dir, args.feature_kind)
+    features = data.features
+    print(
+        f"features: {args.feature_kind} [{len(features.subject_ids)} x {features.input_size}] "
+        f"({'read from' if features.from_cache else 'written to'} {features.cache_path})"
+    )
+    split = make_split(args.split, data.cohort, features.subject_ids, args.run, args.seed)
+    print(f"split: {split.kind} {split.sizes()} ({split.source})")
+    config = FitConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    result = train_heads(
+        features.features,
+        data.targets,
+        split,
+        args.heads,
+        joint=args.joint,
+        weighting=args.weighting,
+        config=config,
+    )
+    now = datetime.now()
+    versions = _save_versions(args, data, split, result, config, now)
     print(_table(result.metrics, versions))
     if args.compare:
-        other = train_heads(
-            features.features,
-            targets,
-            split,
-            args.heads,
-            joint=not args.joint,
-            weighting=args.weighting,
-            config=config,
-        )
-        comparison = {result.mode: result.metrics, other.mode: other.metrics}
-        path = args.out / f"comparison_{now:%Y%m%d_%H%M%S}.json"
-        from course_lib.heads.storage import json_text
-        from course_lib.training import atomic_write_text
-
-        atomic_write_text(path, json_text(comparison))
-        print(f"\n{other.mode} training, for comparison (not saved as heads):")
-        print(_table(other.metrics))
-        print(f"comparison written to {path}")
+        _compare(args, data, split, result, config, now)
     print(f"saved {len(versions)} head version(s) under {args.out}")
     return 0
 
 
 # --------------------------------------------------------------------------------- evaluate
 def _evaluate(args) -> int:
-    import numpy as np
-    import torch
-
-    from course_lib.heads.features import cached_features, feature_size
+    from course_lib.evaluation.report import save_figure
+    from course_lib.files import atomic_write_text
     from course_lib.heads.metrics import reliability_diagram
-    from course_lib.heads.storage import json_text, list_heads, load_head, resolve_version
-    from course_lib.heads.targets import build_targets, read_outcomes
-    from course_lib.heads.train import _binary_correct, evaluate_head
-    from course_lib.mimic import load_mimic
-    from course_lib.training import atomic_write_text, load_run
+    from course_lib.heads.storage import json_text
+    from course_lib.heads.workflow import (
+        choose_versions,
+        evaluate_saved_heads,
+        feature_kind_of,
+        load_head_data,
+        load_saved_heads,
+    )
 
-    if args.version:
-        path = resolve_version(args.heads_dir, "", args.version)
-        chosen = {json.loads((path / "config.json").read_text())["head"]: args.version}
-    else:
-        chosen = {row.head: row.version for row in list_heads(args.heads_dir)}  # latest wins
-    if not chosen:
-        print(f"{COMMAND} evaluate: error: no head versions in {args.heads_dir}", file=sys.stderr)
-        return 2
-    outcomes = read_outcomes(args.data, list(chosen))
-    model, _, normalizer, run_config = load_run(args.run)
-    stored = {}
-    for name, version in chosen.items():
-        config = json.loads((args.heads_dir / version / "config.json").read_text())
-        size = feature_size(model, config.get("feature_kind", "decoder_end"))
-        stored[name] = load_head(args.heads_dir, name, version, expected_input_size=size)
-    binary = stored.get("binary")
-    if "confidence" in stored and binary is None:
-        binary = load_head(
-            args.heads_dir, "binary", stored["confidence"].config.get("binary_version")
-        )
-    cohort = load_mimic(args.data, unknown_codes="skip")
+    chosen = choose_versions(args.heads_dir, args.version)
     cache_dir = args.cache_dir or args.heads_dir / "features"
-    features_by_kind = {}
-    metrics, versions = {}, {}
-    for name in [n for n in HEAD_NAMES if n in stored]:
-        item = stored[name]
-        kind = item.config.get("feature_kind", "decoder_end")
-        if kind not in features_by_kind:
-            features_by_kind[kind] = cached_features(
-                model, cohort, normalizer, cache_dir, kind=kind, max_length=run_config.max_length
-            )
-        features = features_by_kind[kind]
-        targets = build_targets(outcomes, features.subject_ids, item.config.get("horizons_days"))
-        split_info = item.config.get("split", {})
-        split = _split(
-            split_info.get("kind", "patient"),
-            cohort,
-            features.subject_ids,
-            args.run,
-            int(split_info.get("seed", 0)),
-        )
-        rows = split.test if args.subset == "test" else np.arange(len(features.subject_ids))
-        if name == "confidence":
-            # the target: is the binary head right on these patients?
-            labelled = np.flatnonzero(~np.isnan(targets.binary.numpy()))
-            confidence = torch.full((len(features.subject_ids),), float("nan"))
-            confidence[labelled] = _binary_correct(
-                binary.head, features.features, targets, labelled
-            )
-            targets.confidence = confidence
-        metrics[name], curves = evaluate_head(
-            name, item.head, features.features, targets, rows, split.train
-        )
-        versions[name] = item.version
-        if args.figures:
-            reliability_diagram(
-                curves,
-                args.figures / f"{item.version}_reliability.png",
-                f"{name} head, {args.subset} patients",
-            )
-        if not item.head.trained:
-            print(f"warning: {item.version} is UNTRAINED (random init): its metrics are noise")
-    print(_table(metrics, versions))
+    first_kind = feature_kind_of(args.heads_dir, next(iter(chosen.values())))
+    data = load_head_data(args.run, args.data, list(chosen), cache_dir, first_kind)
+    stored, binary = load_saved_heads(args.heads_dir, chosen, data.model)
+    scores = evaluate_saved_heads(stored, binary, data, args.run, cache_dir, args.subset)
+    if args.figures:
+        for name, version in scores.versions.items():
+            title = f"{name} head, {args.subset} patients"
+            path = args.figures / f"{version}_reliability.png"
+            save_figure(reliability_diagram(scores.curves[name], title), path)
+    for version in scores.untrained:
+        print(f"warning: {version} is UNTRAINED (random init): its metrics are noise")
+    print(_table(scores.metrics, scores.versions))
     if args.json:
-        report = {"subset": args.subset, "versions": versions, "metrics": metrics}
+        report = {"subset": args.subset, "versions": scores.versions, "metrics": scores.metrics}
         atomic_write_text(args.json, json_text(report))
     return 0
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 
@@ -56,29 +57,23 @@ def reliability_curve(probabilities, outcomes, n_bins: int = 10):
 
 
 def reliability_diagram(
-    curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str
-) -> Path:
-    """Save a reliability diagram (one line per ``label -> (probabilities, outcomes)``) as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(4.5, 4.5))
-    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, *, ax: Axes | None = None
+) -> Figure:
+    """A reliability diagram, one line per ``label -> (probabilities, outcomes)`` with its
+    ECE, against the diagonal of perfect calibration. Draws into ``ax`` when given, else into a
+    new pyplot-free figure; returns the figure and writes nothing (the caller saves it)."""
+    if ax is None:
+        figure = Figure(figsize=(4.5, 4.5), layout="constrained")
+        ax = figure.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     for label, (probabilities, outcomes) in curves.items():
         predicted, observed, _ = reliability_curve(probabilities, outcomes)
         ece = expected_calibration_error(probabilities, outcomes)
-        axis.plot(predicted, observed, marker="o", label=f"{label} (ECE {ece:.3f})")
-    axis.set(xlabel="predicted probability", ylabel="observed frequency", title=title)
-    axis.set(xlim=(0, 1), ylim=(0, 1))
-    axis.legend(fontsize=7, loc="upper left")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+        ax.plot(predicted, observed, marker="o", label=f"{label} (ECE {ece:.3f})")
+    ax.set(xlabel="predicted probability", ylabel="observed frequency", title=title)
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left")
+    return ax.figure
 
 
 def _auroc(outcomes: np.ndarray, scores: np.ndarray) -> float:

@@ -237,7 +237,10 @@ def fit_joint(
 
 
 # ------------------------------------------------------------------------ confidence head
-def _binary_correct(head: PredictionHead, features: torch.Tensor, targets: HeadTargets, rows):
+def binary_correct(
+    head: PredictionHead, features: torch.Tensor, targets: HeadTargets, rows
+) -> torch.Tensor:
+    """1.0 where the binary head (threshold 0.5) is right on ``rows``, else 0.0."""
     index = torch.as_tensor(rows)
     probabilities = head.predict(features[index]).squeeze(-1)
     return ((probabilities >= 0.5).float() == targets.binary[index]).float()
@@ -266,12 +269,12 @@ def confidence_targets(
         fitting = np.concatenate([fold for j, fold in enumerate(folds) if j != k])
         fold_split = SplitIndex(np.sort(fitting), split.val, held_out, "patient", f"fold {k}")
         fold_head = fit_head("binary", features, targets, fold_split, config).heads["binary"]
-        confidence[torch.as_tensor(held_out)] = _binary_correct(
+        confidence[torch.as_tensor(held_out)] = binary_correct(
             fold_head, features, targets, held_out
         )
     for rows in (split.val, split.test):
         rows = rows[labelled[torch.as_tensor(rows)].numpy()]
-        confidence[torch.as_tensor(rows)] = _binary_correct(
+        confidence[torch.as_tensor(rows)] = binary_correct(
             reference_binary, features, targets, rows
         )
     return confidence

@@ -1,0 +1,309 @@
+"""Loading and checking the folders ``python -m course_lib evaluate`` compares (lesson 09).
+
+Each folder is in the MIMIC-III layout. Before any metric is computed the folders are checked
+to fit together: same code system, a reference and a training split disjoint from the real
+test sample and from each other, and a synthetic folder that is not simply the real data or
+the training split again (an evaluation of a copy would print reassuring floors). Every error
+is an :class:`EvaluationInputError` naming the folder and what was expected.
+
+Without ``--reference`` the real folder is split at random into two disjoint halves (real test
+sample, reference for the floors); the notes say which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from course_lib import icd9
+from course_lib.cohort import Cohort
+from course_lib.evaluation.floor import disjoint_splits
+from course_lib.evaluation.privacy import visit_signature
+from course_lib.evaluation.suite import Evaluation, evaluate_cohorts
+from course_lib.evaluation.utility import DEFAULT_OUTCOME, OutcomeLabeler
+
+MIMIC_FILES = "PATIENTS.csv, ADMISSIONS.csv and DIAGNOSES_ICD.csv"
+# A folder whose diagnosis codes are more than this share unknown to ICD-9-CM v32 is taken to
+# use another code system (ICD-10, procedure codes, token ids); below it, the unknown codes
+# are dropped and counted (real MIMIC-III holds a few codes retired before v32).
+MAX_UNKNOWN_CODE_SHARE = 0.10
+# OUTCOMES.csv columns that course_lib.simulate writes: their presence marks simulated data,
+# whose ground-truth outcome model can label synthetic patients.
+SIMULATOR_OUTCOME_COLUMNS = ("LVEF_REDUCED", "EVENT_DAYS", "EVENT_OBSERVED", "RISK_CATEGORY")
+# Synthetic records identical to records of one real cohort above this share are refused: the
+# "generator" returned the data itself (a model that memorises shows up in the privacy alarm).
+MAX_IDENTICAL_SHARE = 0.95
+
+
+class EvaluationInputError(ValueError):
+    """An input folder the evaluation cannot use; the message names the folder and what was
+    expected."""
+
+
+@dataclass(frozen=True)
+class FolderEvaluation(Evaluation):
+    """An :class:`Evaluation` that also keeps what the report needs besides the numbers:
+    ``notes`` (how the samples were made) and the cohorts compared (``real`` is the real
+    test sample, ``reference`` the floor's sample)."""
+
+    real: Cohort | None = field(default=None, repr=False, compare=False)
+    synthetic: Cohort | None = field(default=None, repr=False, compare=False)
+    reference: Cohort | None = field(default=None, repr=False, compare=False)
+
+
+def _diagnosis_codes(directory: Path) -> pd.Series:
+    """The non-empty dotless codes of DIAGNOSES_ICD.csv(.gz) (the file is known to exist)."""
+    path = directory / "DIAGNOSES_ICD.csv"
+    if not path.is_file():
+        path = directory / "DIAGNOSES_ICD.csv.gz"
+    codes = pd.read_csv(
+        path,
+        usecols=lambda column: str(column).strip().upper() == "ICD9_CODE",
+        dtype=str,
+        keep_default_na=False,
+    ).iloc[:, 0]
+    codes = codes.str.strip().str.upper().str.replace(".", "", regex=False)
+    return codes[codes != ""]
+
+
+def load_folder(directory: str | Path, role: str) -> tuple[Cohort, float]:
+    """Load one MIMIC-III folder for the evaluation; return the cohort and the share of its
+    diagnosis codes that are not ICD-9-CM v32 (dropped).
+
+    ``role`` (real, synthetic, train, reference) names the folder in every error.
+    """
+    from course_lib.mimic import MimicFormatError, load_mimic
+
+    directory = Path(directory)
+    where = f"{role} folder {directory}"
+    if not directory.is_dir():
+        raise EvaluationInputError(
+            f"{where}: not found (expected a folder in the MIMIC-III layout with {MIMIC_FILES})"
+        )
+    try:
+        cohort = load_mimic(directory, unknown_codes="skip")
+    except MimicFormatError as error:
+        raise EvaluationInputError(f"{where}: {error}") from error
+    codes = _diagnosis_codes(directory)
+    unknown = codes[~codes.isin(icd9.code_table().keys())]
+    unknown_share = len(unknown) / len(codes) if len(codes) else 0.0
+    if unknown_share > MAX_UNKNOWN_CODE_SHARE:
+        examples = ", ".join(repr(code) for code in sorted(set(unknown))[:5])
+        raise EvaluationInputError(
+            f"{where}: {unknown_share:.0%} of the {len(codes)} codes in DIAGNOSES_ICD "
+            f"are not ICD-9-CM diagnosis codes (e.g. {examples}); expected dotless ICD-9-CM "
+            "codes such as '4019', 'V3000' or 'E8889' (is this ICD-10 or another code system?)"
+        )
+    if len(cohort) == 0:
+        raise EvaluationInputError(
+            f"{where}: no patients with diagnoses (expected at least one patient with an "
+            "admission and an ICD-9-CM code)"
+        )
+    return cohort, unknown_share
+
+
+def check_shared_codes(cohort: Cohort, real: Cohort, where: str, real_where: str) -> None:
+    """Refuse a cohort that shares no code with the real one (another code system)."""
+    codes = {code for patient in cohort for code in patient.code_set}
+    real_codes = {code for patient in real for code in patient.code_set}
+    if not codes & real_codes:
+        raise EvaluationInputError(
+            f"{where}: none of its {len(codes)} distinct codes occurs in the {real_where} "
+            "(expected the same code system and vocabulary: dotless ICD-9-CM diagnosis codes "
+            "of the same population)"
+        )
+
+
+def check_disjoint(cohort: Cohort, other: Cohort, where: str, other_where: str) -> None:
+    """Refuse two real samples that share SUBJECT_IDs (a floor or holdout must be unseen)."""
+    shared = {p.subject_id for p in cohort} & {p.subject_id for p in other}
+    if shared:
+        raise EvaluationInputError(
+            f"{where}: {len(shared)} SUBJECT_IDs also in the {other_where} (e.g. "
+            f"{min(shared)}); expected patients disjoint from those"
+        )
+
+
+def identical_share(synthetic: Cohort, real: Cohort) -> float:
+    """Share of synthetic patients whose (sex, visit code sets) record occurs in ``real``."""
+    records = {(p.sex, visit_signature(p)) for p in real}
+    return sum((p.sex, visit_signature(p)) in records for p in synthetic) / len(synthetic)
+
+
+def check_not_a_copy(synthetic: Cohort, real: Cohort, where: str, real_where: str) -> None:
+    """Refuse a synthetic cohort that is (nearly) the real cohort itself."""
+    share = identical_share(synthetic, real)
+    if share > MAX_IDENTICAL_SHARE:
+        raise EvaluationInputError(
+            f"{where}: {share:.0%} of its patients are records of the {real_where} "
+            "(expected generated patients, not the real data itself)"
+        )
+
+
+def is_simulated_cohort(cohort: Cohort) -> bool:
+    """True when the outcomes table has the simulator's columns (its outcome model can label)."""
+    outcomes = cohort.outcomes
+    return outcomes is not None and set(SIMULATOR_OUTCOME_COLUMNS) <= set(outcomes.columns)
+
+
+def _has_outcome(cohort: Cohort | None) -> bool:
+    return (
+        cohort is not None
+        and cohort.outcomes is not None
+        and DEFAULT_OUTCOME in cohort.outcomes.columns
+    )
+
+
+@dataclass
+class LoadedFolders:
+    """The checked cohorts of one evaluation, with their unknown-code share and notes."""
+
+    real: Cohort
+    synthetic: Cohort
+    synthetic_unknown: float
+    train: Cohort | None = None
+    reference: Cohort | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_folders(
+    real_dir: str | Path,
+    synthetic_dir: str | Path,
+    train_dir: str | Path | None = None,
+    reference_dir: str | Path | None = None,
+) -> LoadedFolders:
+    """Load every folder and run the checks of the module docstring."""
+    real_dir, synthetic_dir = Path(real_dir), Path(synthetic_dir)
+    real_where = f"real folder {real_dir}"
+    real, _ = load_folder(real_dir, "real")
+    synthetic, unknown = load_folder(synthetic_dir, "synthetic")
+    synthetic_where = f"synthetic folder {synthetic_dir}"
+    check_shared_codes(synthetic, real, synthetic_where, real_where)
+    check_not_a_copy(synthetic, real, synthetic_where, real_where)
+    loaded = LoadedFolders(real, synthetic, unknown)
+    for role, directory in (("train", train_dir), ("reference", reference_dir)):
+        if directory is None:
+            continue
+        cohort, _ = load_folder(directory, role)
+        where = f"{role} folder {directory}"
+        check_shared_codes(cohort, real, where, real_where)
+        check_disjoint(cohort, real, where, real_where)
+        setattr(loaded, role, cohort)
+    if loaded.train is not None:
+        check_not_a_copy(synthetic, loaded.train, synthetic_where, f"train folder {train_dir}")
+        if loaded.reference is not None:
+            check_disjoint(
+                loaded.reference,
+                loaded.train,
+                f"reference folder {reference_dir}",
+                f"train folder {train_dir}",
+            )
+    for role in ("real", "synthetic", "train", "reference"):
+        cohort = getattr(loaded, role)
+        if cohort is not None:
+            loaded.notes.extend(f"{role}: {note}" for note in cohort.notes)
+    return loaded
+
+
+def split_reference(loaded: LoadedFolders, real_dir: Path, seed: int) -> None:
+    """Without a reference folder, split the real one into real test and reference halves."""
+    if loaded.reference is not None:
+        return
+    if len(loaded.real) < 2:
+        raise EvaluationInputError(
+            f"real folder {real_dir}: {len(loaded.real)} patient, too few to split into a "
+            "real test half and a reference half (expected at least 2, or pass a reference "
+            "folder)"
+        )
+    half = len(loaded.real) // 2
+    loaded.real, loaded.reference = disjoint_splits(
+        loaded.real, [len(loaded.real) - half, half], seed=seed
+    )
+    loaded.notes.append(
+        f"No reference folder: the real folder was split at random (seed {seed}) into two "
+        f"disjoint halves, {len(loaded.real)} patients as the real test sample and "
+        f"{len(loaded.reference)} as the reference sample that gives every floor."
+    )
+
+
+def simulator_labeler(loaded: LoadedFolders, seed: int) -> OutcomeLabeler | None:
+    """The simulator's ground-truth outcome model when the real data come from it (else
+    None), with a note saying who was labelled: the oracle behind ``tstr_oracle_auroc``."""
+    if not is_simulated_cohort(loaded.real):
+        if not _has_outcome(loaded.real):
+            loaded.notes.append(
+                f"Utility: the real folder has no OUTCOMES.csv with {DEFAULT_OUTCOME}, so "
+                "the utility metrics are null."
+            )
+        return None
+    from course_lib.simulate import simulate_outcomes
+
+    def labeler(patients):
+        return simulate_outcomes(patients, seed)
+
+    roles = ("synthetic", "train", "reference")
+    unlabelled = [
+        role
+        for role in roles
+        if getattr(loaded, role) is not None and not _has_outcome(getattr(loaded, role))
+    ]
+    if unlabelled:
+        loaded.notes.append(
+            f"Utility: the {' and '.join(unlabelled)} patients carry no {DEFAULT_OUTCOME}; "
+            "since the real OUTCOMES.csv comes from the course's simulator, they were "
+            "labelled with its ground-truth outcome model, "
+            f"course_lib.simulate.simulate_outcomes(patients, seed={seed}) "
+            "(tstr_oracle_auroc: an upper bound no real user can compute). Real MIMIC-III "
+            "has no such model."
+        )
+    return labeler
+
+
+def evaluate_folders(
+    real_dir: str | Path,
+    synthetic_dir: str | Path,
+    *,
+    train_dir: str | Path | None = None,
+    reference_dir: str | Path | None = None,
+    seed: int = 0,
+) -> FolderEvaluation:
+    """Load the folders, check they fit together, and evaluate with floors.
+
+    ``unknown_code_rate`` is the share of the synthetic folder's codes outside ICD-9-CM v32
+    (the loader drops them, so the cohort itself would show 0). Raises
+    :class:`EvaluationInputError` naming the folder at fault.
+    """
+    loaded = load_folders(real_dir, synthetic_dir, train_dir, reference_dir)
+    split_reference(loaded, Path(real_dir), seed)
+    if reference_dir is not None:
+        loaded.notes.append(
+            f"Floors: the reference folder {reference_dir} ({len(loaded.reference)} patients)."
+        )
+    labeler = simulator_labeler(loaded, seed)
+    if loaded.train is None:
+        loaded.notes.append(
+            "No train folder: privacy metrics and trtr_auroc are null, pair statistics "
+            "come from the real test sample."
+        )
+    evaluation = evaluate_cohorts(
+        loaded.synthetic,
+        loaded.real,
+        train=loaded.train,
+        reference=loaded.reference,
+        outcome_labeler=labeler,
+        seed=seed,
+    )
+    metrics = dict(evaluation.metrics)
+    metrics["unknown_code_rate"] = loaded.synthetic_unknown
+    return FolderEvaluation(
+        metrics,
+        list(evaluation.alarms),
+        evaluation.n_patients,
+        intervals=dict(evaluation.intervals),
+        notes=[*loaded.notes, *evaluation.notes],
+        real=loaded.real,
+        synthetic=loaded.synthetic,
+        reference=loaded.reference,
+    )
