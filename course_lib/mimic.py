@@ -31,7 +31,7 @@ from course_lib.mimic_csv import (
     DATE_FORMAT,
     MimicFormatError,
     check_encoding,
-    check_field_counts,
+    check_short_rows,
     find_file,
     first_duplicate,
     integers,
@@ -340,8 +340,8 @@ def _read_outcomes(
     if path is None:
         return None
     check_encoding(path)
-    check_field_counts(path)
     outcomes = read_csv_checked(path)
+    check_short_rows(path, outcomes)
     if "SUBJECT_ID" not in outcomes.columns:
         raise MimicFormatError(
             f"{path}: header line: missing column SUBJECT_ID "

@@ -23,6 +23,7 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 GZIP_MAGIC = b"\x1f\x8b"
 INT64_MAX = np.iinfo(np.int64).max
 SNIFF_BYTES = 65536
+QUOTE_FIX = "put a field that holds a comma in double quotes, or remove the extra field"
 UTF8_FIX = "re-save it as UTF-8 (e.g. `iconv -f {source} -t UTF-8 IN > OUT`)"
 
 
@@ -172,9 +173,19 @@ def read_csv_checked(path: Path, **options) -> pd.DataFrame:
 def read_header(path: Path) -> list[str]:
     """The header's column names after the encoding checks."""
     check_encoding(path)
-    check_field_counts(path)
     header = read_csv_checked(path, nrows=0)
     return [str(column) for column in header.columns]
+
+
+def check_short_rows(path: Path, table: pd.DataFrame) -> None:
+    """Run :func:`check_field_counts` only when a row could be cut: pandas pads a short row
+    with empty cells, so its last column is empty. Real PATIENTS and ADMISSIONS never have an
+    empty last column, which saves a pass over them."""
+    if len(table.columns) == 0:
+        return
+    last = table.iloc[:, -1]
+    if bool((last.isna() | last.astype(str).eq("")).any()):
+        check_field_counts(path)
 
 
 def read_table(directory: Path, name: str, required: tuple[str, ...]) -> tuple[Path, pd.DataFrame]:
@@ -221,10 +232,11 @@ def read_table(directory: Path, name: str, required: tuple[str, ...]) -> tuple[P
         keep_default_na=False,
         na_values={column: [""] for column in numeric},
     )
+    check_short_rows(path, table)
     if not table.index.equals(pd.RangeIndex(len(table))):  # pandas took column 1 as index
         raise MimicFormatError(
             f"{where(path, 0)}: more fields than the header's {len(table.columns)} "
-            "(expected one field per header column)"
+            f"(expected one field per header column); {QUOTE_FIX}"
         )
     if table.empty:
         raise MimicFormatError(f"{path}: no data rows (expected at least one row after the header)")
@@ -240,7 +252,7 @@ def describe_parser_error(error: Exception) -> str:
         expected, line, saw = found.groups()
         return (
             f"line {line} (the header is line 1): expected {expected} fields as in the "
-            f"header, saw {saw}"
+            f"header, saw {saw}; {QUOTE_FIX}"
         )
     text = " ".join(str(error).split())
     return f"not a readable CSV file ({type(error).__name__}: {text})"

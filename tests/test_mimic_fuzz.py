@@ -29,8 +29,8 @@ from course_lib.icd9 import code_table
 from course_lib.mimic import MimicFormatError, load_mimic
 from course_lib.summary import OVERVIEW_FILE
 
-LOADER_EXAMPLES = 150
-CLI_EXAMPLES = 20
+LOADER_EXAMPLES = 100
+CLI_EXAMPLES = 15
 TABLES = ("PATIENTS", "ADMISSIONS", "DIAGNOSES_ICD")
 COLUMNS = {
     "PATIENTS": PATIENT_COLUMNS,
