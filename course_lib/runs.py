@@ -167,6 +167,11 @@ class Run:
         lines = self.file(f"logs/{which}.jsonl").read_text(encoding="utf-8").splitlines()
         return pd.json_normalize([json.loads(line) for line in lines if line.strip()])
 
+    @property
+    def distributed(self) -> dict[str, Any]:
+        """``logs/distributed.json``: each process's share of the data and final weights."""
+        return json.loads(self.file("logs/distributed.json").read_text(encoding="utf-8"))
+
     @cached_property
     def split_ids(self) -> dict[str, list[int]]:
         """Subject ids of the train, val and test splits."""
