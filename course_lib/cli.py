@@ -158,19 +158,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv else EXIT_USAGE
     command = argv[0]
-    module = importlib.import_module(COMMANDS[command][0])
-    sub = argparse.ArgumentParser(
-        prog=f"course_lib {command}", description=COMMANDS[command][1], epilog=DEBUG_EPILOG
-    )
-    module.configure_parser(sub)
-    args = sub.parse_args(argv[1:])
     try:
+        module = importlib.import_module(COMMANDS[command][0])
+        sub = argparse.ArgumentParser(
+            prog=f"course_lib {command}", description=COMMANDS[command][1], epilog=DEBUG_EPILOG
+        )
+        module.configure_parser(sub)
+        args = sub.parse_args(argv[1:])  # argparse's SystemExit(2) is not an Exception
         return int(module.run_cli(args) or 0)
     except KeyboardInterrupt:
         print(f"course_lib {command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `course_lib summary ... | head`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:  # silence the interpreter's own flush of the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return EXIT_BROKEN_PIPE
     except Exception as error:  # the one place where errors become lines
         code, line = describe_error(error)
