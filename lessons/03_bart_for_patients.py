@@ -238,14 +238,13 @@ unigram_ce = glue("unigram_ce", float(-np.log(unigram_probability).mean()))
 print(f"unigram cross-entropy on the validation labels: {unigram_ce:.3f} nats")
 
 # %%
-import json
-
 import matplotlib.pyplot as plt
 
-from course_lib.training import read_run_log
+from course_lib.runs import Run
 
-train_log = read_run_log(run_dir, "train")
-epoch_log = read_run_log(run_dir, "epochs")
+run = Run(run_dir)  # the run folder's one reader: logs, splits, model, vocabulary
+train_log = run.log("train")
+epoch_log = run.log("epochs")
 train_log["lm"] = train_log["terms.lm.raw"]
 best_val_lm = glue("best_val_lm", float(epoch_log["val_lm"].min()))
 steps_trained = glue("steps_trained", int(train_log["step"].max()))
@@ -345,8 +344,7 @@ glue(
 from course_lib.evaluation.validity import rule_violations, validity_metrics
 from course_lib.generation import cohort_demographics
 
-splits = json.loads((run_dir / "splits.json").read_text())
-assert splits["test"] == [patient.subject_id for patient in test_cohort]
+assert run.split(cohort, "test").patients == test_cohort.patients  # the run's own split
 test_demographics = cohort_demographics(test_cohort)
 generated = generate_patients(
     model,
