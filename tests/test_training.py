@@ -17,6 +17,7 @@ import yaml
 
 from course_lib import losses
 from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.sample_check import default_callbacks, sample_check
 from course_lib.training import (
     NonFiniteLossError,
     ResumeError,
@@ -25,7 +26,6 @@ from course_lib.training import (
     load_run,
     train,
 )
-from course_lib.sample_check import default_callbacks, sample_check
 
 REPO = Path(__file__).resolve().parents[1]
 CODES = [
@@ -328,9 +328,7 @@ def test_sample_check_flags_a_collapsed_model(tmp_path):
     cohort = make_cohort(40)
     vocabulary = Vocabulary.build(cohort)
     dataset = PatientDataset(cohort, vocabulary, AgeNormalizer.fit(cohort), 32)
-    report = sample_check(
-        OneCodeModel(), vocabulary, dataset, n=20, max_new_tokens=30, seed=0
-    )
+    report = sample_check(OneCodeModel(), vocabulary, dataset, n=20, max_new_tokens=30, seed=0)
     assert report["sampled_unique_codes"] == 1
     assert report["sampled_top_code"] == "4019" and report["sampled_top_code_share"] == 1.0
     assert report["real_unique_codes"] > 10
