@@ -204,9 +204,9 @@ print(f"mean prompt norm {prompt_norm:.4f}; <mask> embedding norm {token_norm:.3
 # longer.
 
 # %%
-import json
 from dataclasses import replace
 
+from course_lib.runs import Run
 from course_lib.training import TrainConfig, load_run, train
 
 max_steps = 150 if ctx.preset.name == "tiny" else None  # as in lesson 03
@@ -230,8 +230,7 @@ def trainer(config: TrainConfig):
 def load_variant(folder) -> dict:
     model, run_vocabulary, _, config = load_run(folder)
     assert run_vocabulary.tokens == vocabulary.tokens, f"{folder}: another vocabulary"
-    epochs_log = (folder / "logs" / "epochs.jsonl").read_text().splitlines()
-    return {"model": model, "config": config, "epochs": [json.loads(line) for line in epochs_log]}
+    return {"model": model, "config": config, "epochs": Run(folder).log("epochs")}
 
 
 lesson03 = replace(
@@ -254,9 +253,9 @@ for location in LOCATIONS[1:]:
 summary = pd.DataFrame(
     {
         location: {
-            "steps": run["epochs"][-1]["step"],
-            "best validation LM": min(epoch["val_lm"] for epoch in run["epochs"]),
-            "training seconds": run["epochs"][-1]["elapsed_s"],
+            "steps": run["epochs"]["step"].iloc[-1],
+            "best validation LM": run["epochs"]["val_lm"].min(),
+            "training seconds": run["epochs"]["elapsed_s"].iloc[-1],
         }
         for location, run in runs.items()
     }
