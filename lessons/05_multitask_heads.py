@@ -234,18 +234,16 @@ aux_dir = ctx.run_dir("aux_w0.05")
 # weighted value and its share of the total in %. Flattened into one row per step and term:
 
 # %%
-import json
 from pathlib import Path
+
+from course_lib.runs import Run
 
 
 def read_step_log(run_dir: Path) -> pd.DataFrame:
     """``logs/train.jsonl`` as rows ``(step, term, raw, weight, weighted, share)``."""
-    rows = []
-    for line in (run_dir / "logs" / "train.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        for term, values in record["terms"].items():
-            rows.append({"step": record["step"], "term": term, **values})
-    return pd.DataFrame(rows)
+    table = Run(run_dir).log("train").set_index("step").filter(like="terms.")
+    table.columns = table.columns.str.split(".", expand=True).droplevel(0)  # (term, value)
+    return table.stack(level=0, future_stack=True).rename_axis(["step", "term"]).reset_index()
 
 
 aux_log = read_step_log(aux_dir)
