@@ -25,6 +25,9 @@ from course_lib.presets import Preset, default_preset_name, get_preset
 if TYPE_CHECKING:
     import torch
 
+    from course_lib.recipes import Recipe
+    from course_lib.runs import Run
+
 # The sample cohort in MIMIC-III CSV layout lives in <repo>/data_samples/<DATA_SAMPLE_DIR>.
 DATA_SAMPLE_DIR = "mimic_sample"
 DATA_SAMPLES = "data_samples"
@@ -33,6 +36,8 @@ DATA_DIR_ENV = "COURSE_DATA_DIR"
 RUNS_DIR_ENV = "COURSE_RUNS_DIR"
 # Written last into a finished run folder: a folder without it is an interrupted run.
 RUN_COMPLETE_MARKER = ".complete"
+# Set to 1 to retrain every recipe a lesson asks for instead of loading the stored run.
+RETRAIN_ENV = "COURSE_RETRAIN"
 # Seed and size of the cohort regenerated when the repository is not there (pip install on
 # Colab): those of the command in data_samples/README.md, so both give the same patients.
 FALLBACK_SAMPLE_SEED = 7
@@ -106,6 +111,101 @@ class LessonContext:
                 shutil.rmtree(work_dir, ignore_errors=True)
         print(f"trained and saved run {final_dir}")
         return load(final_dir)
+
+    def train_or_load(self, recipe: str | Recipe) -> TrainedRun:
+        """The run of a named recipe (:mod:`course_lib.recipes`) for this lesson's preset.
+
+        Loads the stored reference run ``reference_runs/<name>/`` when its fingerprint
+        matches the recipe and the code; otherwise (missing, stale, or ``$COURSE_RETRAIN=1``)
+        loads the recipe's run from the lesson run cache if that one is current, else trains
+        it there. Prints which it did and why.
+        """
+        from course_lib.recipe_runs import REFERENCE_DIR, freshness, train_recipe
+        from course_lib.recipes import get_recipe
+
+        if isinstance(recipe, str):
+            recipe = get_recipe(recipe)
+        recipe = recipe.for_preset(self.preset.name)
+        retrain = os.environ.get(RETRAIN_ENV, "") not in ("", "0")
+        reason = f"${RETRAIN_ENV} is set"
+        if not retrain:
+            stored = (self.repo_root or Path.cwd()) / REFERENCE_DIR / recipe.name
+            state, why = freshness(recipe, stored, self.data_dir)
+            if state == "fresh":
+                print(
+                    f"{recipe.name}: loading the reference run {REFERENCE_DIR}/{recipe.name} ({why})"
+                )
+                return TrainedRun.load(recipe, stored, "reference", self.device)
+            reason = f"reference run {state}: {why}"
+        cache = self.runs_dir.parent / recipe.lesson / recipe.name
+        if not retrain and freshness(recipe, cache, self.data_dir)[0] == "fresh":
+            print(f"{recipe.name}: {reason}; loading the run trained earlier in {cache}")
+            return TrainedRun.load(recipe, cache, "cache", self.device)
+        print(f"{recipe.name}: {reason}; training it into {cache}")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        train_recipe(recipe, cache, data_dir=self.data_dir, overwrite=True)
+        return TrainedRun.load(recipe, cache, "trained", self.device)
+
+
+@dataclass
+class TrainedRun:
+    """What :meth:`LessonContext.train_or_load` returns: the recipe and its :class:`Run`.
+
+    The run's parts are attributes (``model`` in float32 on the lesson's device,
+    ``vocabulary``, ``normalizer``, ``config``, ``steps`` and ``epochs`` logs, ``splits``:
+    subject ids); ``trained["model"]`` reads the same attribute, for cells written for dicts.
+    """
+
+    recipe: Recipe
+    run: Run
+    source: str  # "reference", "cache" or "trained"
+    model: Any
+    name: str
+
+    @classmethod
+    def load(cls, recipe: Recipe, folder: Path, source: str, device: Any) -> TrainedRun:
+        from course_lib.runs import Run
+
+        run = Run.load(folder)
+        model = run.model.float().to(device)  # a reference run stores fp16 weights
+        return cls(recipe, run, source, model, recipe.name)
+
+    @property
+    def vocabulary(self) -> Any:
+        return self.run.vocabulary
+
+    @property
+    def normalizer(self) -> Any:
+        return self.run.normalizer
+
+    @property
+    def config(self) -> Any:
+        return self.run.config
+
+    @cached_property
+    def steps(self) -> Any:
+        """``logs/train.jsonl`` as a table (one row per logged step)."""
+        return self.run.log("train")
+
+    @cached_property
+    def epochs(self) -> Any:
+        """``logs/epochs.jsonl`` as a table (one row per epoch)."""
+        return self.run.log("epochs")
+
+    @property
+    def splits(self) -> dict[str, list[int]]:
+        return self.run.split_ids
+
+    def generated(self) -> Any:
+        """The generated sample stored with the run (recipes with a ``generation`` spec)."""
+        from course_lib.recipe_runs import read_generated
+
+        return read_generated(self.run.path)
+
+    def __getitem__(self, key: str) -> Any:
+        if key.startswith("_") or not hasattr(self, key):
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 def find_repo_root(start: Path | None = None) -> Path | None:

@@ -94,37 +94,18 @@ assert torch.isclose(total_by_hand, total_by_library)
 # Short runs give noisy numbers: read every difference below against the noise we measure.
 
 # %%
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from course_lib.dataset import split_cohort
 from course_lib.mimic import load_mimic
-from course_lib.training import TrainConfig, load_run, read_run_log, train
+from course_lib.recipes import get_recipe
 
+# The lesson's recipes (course_lib/recipes.py) share one budget: `narrow` on a CPU.
+split_fractions = get_recipe("static_0_0", preset=ctx.preset.name).split_fractions
 cpu_budget = ctx.preset.name == "tiny"
-split_fractions = [0.3, 0.1, 0.6] if cpu_budget else [0.8, 0.1, 0.1]
-budget = dict(
-    preset=ctx.preset.name,
-    split_fractions=split_fractions,
-    epochs=3 if cpu_budget else None,  # None: the preset's epochs
-    lr=5e-3 if cpu_budget else None,
-    model=(
-        dict(d_model=64, encoder_layers=1, decoder_layers=1, ffn_dim=128, attention_heads=4)
-        | dict(dropout=0.0)
-        if cpu_budget
-        else {}
-    ),
-    patience=None,  # the same number of steps for every strategy
-    sample_every_epoch=0,  # no per-epoch sampling here (lesson 10 uses it)
-    log_every=1 if cpu_budget else 10,
-    cpu_threads=1 if cpu_budget else None,
-    progress=False,
-    seed=0,
-)
 n_generated = 200 if cpu_budget else 1000
 max_new_tokens = 40 if cpu_budget else None  # None: the model's max_sequence_length
 
@@ -134,33 +115,11 @@ print(f"train {len(train_split)}, validation {len(val_split)}, test {len(test_sp
 
 
 # %% [markdown]
-# `train_variant` trains one run into this lesson's run cache (or loads it when a previous
-# execution finished it) and returns the model with the two logs the trainer writes:
+# Each run is a named recipe of `course_lib.recipes`; `ctx.train_or_load(name)` loads its
+# stored reference run (or trains it into this lesson's run cache when there is none, or the
+# code changed) and returns the model with the two logs the trainer writes:
 # `logs/train.jsonl`, one line per step with every term's raw value, weight and share of the
 # total, and `logs/epochs.jsonl`, one line per epoch.
-
-
-# %%
-def train_variant(name: str, **settings) -> dict:
-    """Load the finished run ``name`` of this lesson, or train it with ``budget | settings``."""
-
-    def train_run(folder: Path) -> None:
-        train(TrainConfig(out=str(folder), **(budget | settings)), cohort)
-
-    def load(folder: Path) -> dict:
-        model, vocabulary, normalizer, config = load_run(folder)
-        return {
-            "name": name,
-            "model": model.to(ctx.device),
-            "vocabulary": vocabulary,
-            "normalizer": normalizer,
-            "config": config,
-            "steps": read_run_log(folder, "train"),
-            "epochs": read_run_log(folder, "epochs"),
-            "splits": json.loads((folder / "splits.json").read_text()),
-        }
-
-    return ctx.load_or_train(name, train_run, load)
 
 
 # %% [markdown]
@@ -177,11 +136,10 @@ sweep_weights = {
     "no aux loss": {"age": 0.0, "sex": 0.0},
 }
 sweep_runs = {
-    label: train_variant(
-        "static_" + "_".join(f"{w:g}" for w in weights.values()), loss_weights=weights
-    )
+    label: ctx.train_or_load("static_" + "_".join(f"{w:g}" for w in weights.values()))
     for label, weights in sweep_weights.items()
 }
+assert all(run.config.loss_weights == sweep_weights[label] for label, run in sweep_runs.items())
 first_run = next(iter(sweep_runs.values()))
 assert first_run["splits"]["test"] == [p.subject_id for p in test_split]  # the same split
 n_steps = glue("n_steps", int(first_run["steps"]["step"].max()))
@@ -344,27 +302,15 @@ print(verdict)
 steps_per_epoch = glue(
     "steps_per_epoch", math.ceil(len(train_split) / first_run["config"].batch_size)
 )
-strategy_settings = {
-    "static 0.001": None,  # the sweep's run
-    "scheduled": dict(
-        weighting="scheduled",
-        weighting_options={
-            "schedules": {
-                "age": {"type": "linear_warmup", "w": 0.01, "warmup_steps": steps_per_epoch},
-                "sex": {"type": "off_below_threshold", "w": 0.2, "threshold": 0.05},
-            }
-        },
-    ),
-    "uncertainty": dict(weighting="uncertainty"),
-    "dwa": dict(weighting="dwa", weighting_options={"temperature": 2.0}),
-    "gradnorm": dict(weighting="gradnorm", weighting_options={"alpha": 1.5}),
+strategy_runs = {  # the static 0.001/0.001 run is the sweep's
+    "static 0.001": sweep_runs["age 0.001 / sex 0.001"],
+    **{
+        name: ctx.train_or_load(f"weighting_{name}")
+        for name in ("scheduled", "uncertainty", "dwa", "gradnorm")
+    },
 }
-strategy_runs = {
-    name: sweep_runs["age 0.001 / sex 0.001"]
-    if settings is None
-    else train_variant(name, **settings)
-    for name, settings in strategy_settings.items()
-}
+schedules = strategy_runs["scheduled"].config.weighting_options["schedules"]
+assert schedules["age"]["warmup_steps"] == steps_per_epoch  # the age weight warms up in one epoch
 
 
 # %% [markdown]

@@ -58,39 +58,21 @@ ctx = setup_lesson(seed=0, name="08_generating_patients")
 # Everything in this lesson samples from one model: the course's default recipe (auxiliary
 # weights 0.001/0.001, lesson 07) trained on the sample cohort. On a CPU we stop it after 150
 # optimiser steps (three epochs of the `tiny` preset; the validation loss stops improving about
-# there); elsewhere the preset's own budget applies. `ctx.load_or_train` trains it once and
-# loads it on every later run; lesson 09 evaluates the same run. On a CPU we also keep torch to
+# there); elsewhere the preset's own budget applies. It is the recipe `generator` of
+# `course_lib.recipes`: `ctx.train_or_load` loads its stored reference run (or trains it once
+# when there is none, or the code changed); lesson 09 evaluates the same run. On a CPU we also keep torch to
 # one thread: a model this small gains nothing from more, and on a busy machine extra threads
 # mostly wait for each other.
 
 # %%
 import torch
 
-from course_lib.training import TrainConfig, load_run, train
-
 if ctx.device.type == "cpu":
     torch.set_num_threads(1)
 
-GENERATOR_RUN = f"generator_{ctx.preset.name}"
-generator_steps = 150 if ctx.preset.name == "tiny" else None
-
-
-def train_generator(folder):
-    """The default recipe, shortened on a CPU; no per-epoch sampling check (saves time)."""
-    config = TrainConfig(
-        out=str(folder),
-        preset=ctx.preset.name,
-        max_steps=generator_steps,
-        sample_every_epoch=0,
-        progress=False,
-        seed=0,
-    )
-    train(config, ctx.data_dir)
-
-
-model, vocabulary, normalizer, train_config = ctx.load_or_train(
-    GENERATOR_RUN, train_generator, load_run
-)
+generator = ctx.train_or_load("generator")  # course_lib/recipes.py; lesson 09 loads it too
+model, vocabulary, normalizer = generator.model, generator.vocabulary, generator.normalizer
+train_config = generator.config
 model.to(ctx.device)
 print(vocabulary, f"| {model.num_parameters():,} parameters")
 
@@ -102,9 +84,8 @@ print(vocabulary, f"| {model.num_parameters():,} parameters")
 
 # %%
 from course_lib.mimic import load_mimic
-from course_lib.pipeline import split_from_run
 
-splits = split_from_run(load_mimic(ctx.data_dir), ctx.run_dir(GENERATOR_RUN))
+splits = generator.run.splits(load_mimic(ctx.data_dir))
 test, val = splits["test"], splits["val"]
 test_ages = [patient.age for patient in test]
 test_sexes = [patient.sex for patient in test]

@@ -62,38 +62,12 @@ ctx = setup_lesson(seed=0, name="09_evaluating_records")
 # load it).
 
 # %%
-from dataclasses import replace
-
 import torch
-
-from course_lib.training import TrainConfig, load_run, train
 
 if ctx.device.type == "cpu":
     torch.set_num_threads(1)  # as in lesson 08: one thread is fastest for a tiny model
-GENERATOR_RUN = f"generator_{ctx.preset.name}"
-generator_ctx = replace(
-    ctx, name="08_generating_patients", runs_dir=ctx.runs_dir.parent / "08_generating_patients"
-)
-generator_steps = 150 if ctx.preset.name == "tiny" else None
-
-
-def train_generator(folder):
-    """Lesson 08's recipe, unchanged: the default weights, 150 steps on a CPU."""
-    config = TrainConfig(
-        out=str(folder),
-        preset=ctx.preset.name,
-        max_steps=generator_steps,
-        sample_every_epoch=0,
-        progress=False,
-        seed=0,
-    )
-    train(config, ctx.data_dir)
-
-
-model, vocabulary, normalizer, _ = generator_ctx.load_or_train(
-    GENERATOR_RUN, train_generator, load_run
-)
-model = model.to(ctx.device)
+generator = ctx.train_or_load("generator")  # lesson 08's recipe, course_lib/recipes.py
+model, vocabulary, normalizer = generator.model, generator.vocabulary, generator.normalizer
 
 # %% [markdown]
 # Four cohorts take part, three of them real and disjoint, all from the run's own split:
@@ -107,9 +81,8 @@ model = model.to(ctx.device)
 # %%
 from course_lib.generation import generate_patients
 from course_lib.mimic import load_mimic
-from course_lib.pipeline import split_from_run
 
-splits = split_from_run(load_mimic(ctx.data_dir), generator_ctx.run_dir(GENERATOR_RUN))
+splits = generator.run.splits(load_mimic(ctx.data_dir))
 train_split, test, reference = splits["train"], splits["test"], splits["val"]
 synthetic = generate_patients(
     model,

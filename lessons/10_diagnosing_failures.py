@@ -67,65 +67,23 @@ ctx = setup_lesson(seed=0, name="10_diagnosing_failures")
 # train the preset's model for the preset's epochs on the usual 80/10/10 split.
 
 # %%
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from course_lib.dataset import split_cohort
 from course_lib.mimic import load_mimic
-from course_lib.training import TrainConfig, load_run, read_run_log, train
+from course_lib.recipes import get_recipe
 
+# The lesson's three runs are recipes of course_lib/recipes.py (budget `narrow` on a CPU,
+# with the trainer's per-epoch collapse check); `ctx.train_or_load(name)` loads or trains one.
+split_fractions = get_recipe("failing", preset=ctx.preset.name).split_fractions
 cpu_budget = ctx.preset.name == "tiny"
-split_fractions = [0.3, 0.1, 0.6] if cpu_budget else [0.8, 0.1, 0.1]
-budget = dict(
-    preset=ctx.preset.name,
-    split_fractions=split_fractions,
-    max_steps=180 if cpu_budget else None,  # None: the preset's epochs
-    lr=5e-3 if cpu_budget else None,
-    scheduler="constant_with_warmup" if cpu_budget else "linear",
-    model=(
-        dict(d_model=64, encoder_layers=1, decoder_layers=1, ffn_dim=128, attention_heads=4)
-        | dict(dropout=0.0)
-        if cpu_budget
-        else {}
-    ),
-    patience=None,
-    sample_every_epoch=32 if cpu_budget else 128,  # the trainer's per-epoch collapse check
-    sample_max_new_tokens=32 if cpu_budget else 64,
-    log_every=2 if cpu_budget else 10,
-    cpu_threads=1 if cpu_budget else None,
-    progress=False,
-    seed=0,
-)
 n_generated = 200 if cpu_budget else 1000
 max_new_tokens = 40 if cpu_budget else None
 
 cohort = load_mimic(ctx.data_dir)
 train_split, val_split, test_split = split_cohort(cohort, seed=0, fractions=split_fractions)
 print(f"train {len(train_split)}, validation {len(val_split)}, test {len(test_split)} patients")
-
-
-# %%
-def train_variant(name: str, **settings) -> dict:
-    """Load the finished run ``name`` of this lesson, or train it with ``budget | settings``."""
-
-    def train_run(folder: Path) -> None:
-        train(TrainConfig(out=str(folder), **(budget | settings)), cohort)
-
-    def load(folder: Path) -> dict:
-        model, vocabulary, normalizer, config = load_run(folder)
-        return {
-            "model": model.to(ctx.device),
-            "vocabulary": vocabulary,
-            "normalizer": normalizer,
-            "config": config,
-            "steps": read_run_log(folder, "train"),
-            "epochs": read_run_log(folder, "epochs"),
-        }
-
-    return ctx.load_or_train(name, train_run, load)
 
 
 # %% [markdown]
@@ -136,11 +94,8 @@ def train_variant(name: str, **settings) -> dict:
 # patient already has) at weight 5.0:
 
 # %%
-failing = train_variant(
-    "failing",
-    loss_weights={"age": 0.01, "sex": 1.0, "cooc": 5.0},
-    extra_losses=["cooc"],
-)
+failing = ctx.train_or_load("failing")
+assert failing.config.loss_weights == {"age": 0.01, "sex": 1.0, "cooc": 5.0}
 failing_steps = failing["steps"]
 print(f"{int(failing_steps['step'].max())} steps, {len(failing['epochs'])} epochs")
 
@@ -341,26 +296,8 @@ print("failing run's top code:", failing_top_code, icd9.describe(failing_top_cod
 #    patient's age and sex at generation time (`generate_patients(validity=True)`), no training.
 
 # %%
-scheduled = train_variant(
-    "sex_scheduled_no_cooc",
-    loss_weights={"age": 0.01, "sex": 1.0},
-    weighting="scheduled",
-    weighting_options={
-        "schedules": {
-            "sex": {
-                "type": "off_below_threshold",
-                "w": 1.0,
-                "threshold": 0.05,
-                "patience_epochs": 1,
-            }
-        }
-    },
-)
-with_diversity = train_variant(
-    "cooc_plus_diversity",
-    loss_weights={"age": 0.01, "sex": 1.0, "cooc": 5.0, "diversity": 2.0},
-    extra_losses=["cooc", "diversity"],
-)
+scheduled = ctx.train_or_load("sex_scheduled_no_cooc")
+with_diversity = ctx.train_or_load("cooc_plus_diversity")
 results["sex scheduled, no cooc"] = evaluate(generate(scheduled))
 results["cooc + diversity"] = evaluate(generate(with_diversity))
 results["failing + validity rules"] = evaluate(generate(failing, validity=True))

@@ -74,32 +74,11 @@ ctx = setup_lesson(seed=0, name="11_prediction_heads")
 # nothing from several CPU threads, so the run uses one.
 
 # %%
-import json
-
-from course_lib.training import TrainConfig, load_run, train
-
-max_steps = 50 if ctx.device.type == "cpu" else None
-
-
-def train_generator(folder):
-    config = TrainConfig(
-        out=str(folder),
-        preset=ctx.preset.name,
-        max_steps=max_steps,
-        sample_every_epoch=0,  # no sampled-diversity check: not needed for features
-        patience=None,
-        cpu_threads=1,
-        progress=False,
-    )
-    return train(config, ctx.data_dir)
-
-
-run_name = f"generator_{ctx.preset.name}"
-model, vocabulary, normalizer, run_config = ctx.load_or_train(run_name, train_generator, load_run)
-run_dir = ctx.run_dir(run_name)
-model = model.to(ctx.device)
-training_log = (run_dir / "logs" / "train.jsonl").read_text().splitlines()
-generator_steps = glue("generator_steps", json.loads(training_log[-1])["step"])
+heads_generator = ctx.train_or_load("heads_generator")  # course_lib/recipes.py
+model, normalizer = heads_generator.model, heads_generator.normalizer
+vocabulary, run_config = heads_generator.vocabulary, heads_generator.config
+run_dir = heads_generator.run.path
+generator_steps = glue("generator_steps", int(heads_generator.steps["step"].max()))
 print(f"d_model {model.config.d_model}, {sum(p.numel() for p in model.parameters()):,} parameters")
 print(f"trained for {generator_steps} optimiser steps")
 

@@ -133,3 +133,54 @@ def test_fallback_matches_the_committed_sample_command():
     assert f"--patients {lesson.FALLBACK_SAMPLE_PATIENTS}" in command, command
     assert f"--seed {lesson.FALLBACK_SAMPLE_SEED}" in command, command
     assert f"data_samples/{lesson.DATA_SAMPLE_DIR}" in command, command
+
+
+def stamp_fresh(folder: Path, recipe, data_dir: Path) -> None:
+    """Mark the copied run ``folder`` as made by ``recipe`` with today's code."""
+    from course_lib import recipe_runs
+
+    recipe_runs.write_stamp(folder, recipe_runs.make_stamp(recipe, data_dir, 1.0))
+
+
+def test_train_or_load_reference_retrain_then_cache(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    import shutil
+
+    from course_lib import recipe_runs
+    from course_lib.recipes import get_recipe
+
+    stored = REPO_ROOT / "reference_runs" / "baseline_none"
+    if not stored.is_dir():
+        pytest.skip("no stored reference run baseline_none")
+    data_dir = REPO_ROOT / "data_samples" / "mimic_sample"
+    monkeypatch.setenv("COURSE_DATA_DIR", str(data_dir))
+    recipe = get_recipe("baseline_none")
+    repo = tmp_path / "repo"
+    shutil.copytree(stored, repo / "reference_runs" / recipe.name)
+    stamp_fresh(repo / "reference_runs" / recipe.name, recipe, data_dir)
+    context = dataclasses.replace(make_context(tmp_path, monkeypatch), repo_root=repo)
+    trained: list[Path] = []
+
+    def fake_train(recipe, out, **options):  # a copy of the stored run, stamped as trained
+        trained.append(out)
+        shutil.copytree(stored, out, dirs_exist_ok=True)
+        stamp_fresh(out, recipe, data_dir)
+
+    monkeypatch.setattr(recipe_runs, "train_recipe", fake_train)
+    loaded = context.train_or_load("baseline_none")
+    assert loaded.source == "reference" and trained == []
+    assert next(loaded.model.parameters()).dtype == torch.float32  # stored in fp16
+    assert loaded["config"].prompt_location == "none" and len(loaded.epochs) >= 1
+    assert "loading the reference run reference_runs/baseline_none" in capsys.readouterr().out
+
+    monkeypatch.setenv("COURSE_RETRAIN", "1")
+    assert context.train_or_load(recipe).source == "trained"
+    assert trained == [tmp_path / "runs" / "03_bart_for_patients" / "baseline_none"]
+    assert "$COURSE_RETRAIN is set; training it into" in capsys.readouterr().out
+
+    monkeypatch.delenv("COURSE_RETRAIN")
+    (repo / "reference_runs" / recipe.name / "recipe.json").write_text("{}")
+    assert context.train_or_load("baseline_none").source == "cache"
+    assert "reference run stale" in capsys.readouterr().out and len(trained) == 1
+    with pytest.raises(KeyError):
+        loaded["_private"]
