@@ -138,6 +138,34 @@ class ValidityProcessor(LogitsProcessor):
         return scores.masked_fill(self.invalid.to(scores.device), -float("inf"))
 
 
+class GuidanceLogitsProcessor(LogitsProcessor):
+    """Classifier-free guidance (Ho & Salimans, 2022; Sanchez et al., 2023) in one batch.
+
+    ``PromptBart.generate(guidance_scale=s)`` runs ``2 * batch`` rows per step: the
+    conditional rows, then the same rows with the demographics replaced by the learned
+    "unknown" value. This processor (it must come first) returns ``batch`` rows::
+
+        guided = log_softmax(uncond) + s * (log_softmax(cond) - log_softmax(uncond))
+
+    ``s = 1`` is the conditional model; ``s > 1`` pushes further from what the model would
+    write for anyone, towards what is specific to these demographics.
+    """
+
+    def __init__(self, guidance_scale: float):
+        if not guidance_scale > 0:
+            raise ValueError(f"guidance_scale must be > 0, got {guidance_scale}")
+        self.guidance_scale = float(guidance_scale)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.shape[0] != 2 * input_ids.shape[0]:
+            raise ValueError(
+                f"GuidanceLogitsProcessor expects 2 x {input_ids.shape[0]} rows of scores "
+                f"(conditional then unconditional), got {scores.shape[0]}"
+            )
+        conditional, unconditional = scores.float().log_softmax(dim=-1).chunk(2, dim=0)
+        return unconditional + self.guidance_scale * (conditional - unconditional)
+
+
 def build_processors(
     vocabulary: Vocabulary,
     ages: Sequence[float],
@@ -189,6 +217,7 @@ def generate_patients(
     top_p: float | None = None,
     no_duplicates: str = "visit",
     validity: bool = False,
+    guidance: float | None = None,
     seed: int = 0,
     first_subject_id: int = 1,
     progress: bool = False,
@@ -196,6 +225,8 @@ def generate_patients(
     """Sample one patient per (age, sex) with the KV-cached ``model.generate``.
 
     Visits of a generated patient all carry the prompt age: the model writes no time gaps.
+    ``guidance`` is the classifier-free guidance scale (:class:`GuidanceLogitsProcessor`;
+    None or 1: none); the model must have been trained with ``condition_dropout > 0``.
     """
     if len(ages) != len(sexes):
         raise ValueError(f"ages ({len(ages)}) and sexes ({len(sexes)}) differ in length")
@@ -212,6 +243,7 @@ def generate_patients(
         sequences = model.generate(
             x_num=x_num,
             x_cat=x_cat,
+            guidance_scale=guidance,
             do_sample=True,
             temperature=temperature,
             top_k=top_k if top_k is not None else 0,

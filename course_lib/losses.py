@@ -54,6 +54,12 @@ LOSS_TERMS: dict[str, LossTerm] = {
         LossTerm("sex", "patient", False, "cross-entropy of the sex head"),
         LossTerm("cooc", "token", True, "co-occurrence loss of the original notes"),
         LossTerm("diversity", "token", True, "negative entropy of the mean code distribution"),
+        LossTerm(
+            "validity",
+            "token",
+            True,
+            "unlikelihood of the codes the MCE age/sex rules forbid for the patient",
+        ),
     )
 }
 """Every loss term, in logging order. A new term: one entry here and its line in the model."""
@@ -280,6 +286,39 @@ def diversity_loss(
     code_logits = logits[scored][:, code_mask].float()  # [n_scored, n_codes]
     mean_probs = code_logits.softmax(dim=-1).mean(dim=0)  # [n_codes]
     return torch.special.xlogy(mean_probs, mean_probs).sum()  # 0 log 0 = 0
+
+
+# --- validity ----------------------------------------------------------------------------
+def validity_loss(
+    logits: torch.Tensor, labels: torch.Tensor, forbidden: torch.Tensor
+) -> torch.Tensor:
+    """Unlikelihood (Welleck et al., 2019) of the codes the patient may not have.
+
+    ``forbidden`` ``[batch, vocab]`` bool marks, per patient, the codes the MCE age/sex rules
+    forbid (``PromptBart.forbidden_codes``). With ``q_t`` the softmax mass on them at
+    position ``t``::
+
+        validity = -mean_{t scored} log(1 - q_t)
+
+    over every scored position (a forbidden code is wrong wherever it would be written).
+    It is 0 when the model never puts mass on a forbidden code and grows without bound as
+    ``q_t -> 1``; unlike cross-entropy on the real next code, it acts directly on the
+    probability of the wrong codes, which the real sequences rarely contrast.
+    Computed stably as ``logsumexp(all logits) - logsumexp(allowed logits)``.
+    """
+    _check_logits_labels(logits, labels, "validity_loss")
+    if forbidden.dtype != torch.bool or forbidden.shape != (logits.shape[0], logits.shape[2]):
+        raise LossInputError(
+            f"validity_loss: forbidden must be bool [batch, vocab] = "
+            f"{(logits.shape[0], logits.shape[2])}, got {forbidden.dtype} {tuple(forbidden.shape)}"
+        )
+    if bool(forbidden.all(dim=1).any()):
+        raise LossInputError("validity_loss: a patient has every token forbidden")
+    scored = _scored_positions(labels, "validity_loss")
+    logits = logits.float()
+    allowed = logits.masked_fill(forbidden.unsqueeze(1), -math.inf)
+    per_position = torch.logsumexp(logits, dim=-1) - torch.logsumexp(allowed, dim=-1)
+    return per_position[scored].mean()
 
 
 # --- combining the terms -----------------------------------------------------------------

@@ -24,169 +24,22 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import BartConfig, GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bart.modeling_bart import BartModel
 from transformers.utils import ModelOutput
 
-from course_lib.config import AUX_HEADS, PROMPT_LOCATIONS
 from course_lib import losses
+from course_lib.model_config import (  # noqa: F401 (re-exported: lessons import them here)
+    AUX_HEAD_KINDS,
+    AUX_HIDDEN,
+    PROMPT_LOCATIONS,
+    PromptBartConfig,
+    make_aux_head,
+)
 from course_lib.presets import Preset
-
-AUX_HEAD_KINDS = AUX_HEADS  # the choices are defined once, in course_lib.config
-AUX_HIDDEN = 256
-
-
-class PromptBartConfig(PretrainedConfig):
-    """Everything needed to rebuild a :class:`PromptBart`; saved as ``config.json``."""
-
-    model_type = "prompt_bart"
-
-    def __init__(
-        self,
-        vocab_size: int = 64,
-        d_model: int = 128,
-        encoder_layers: int = 2,
-        decoder_layers: int = 2,
-        attention_heads: int = 4,
-        ffn_dim: int = 256,
-        max_sequence_length: int = 128,
-        dropout: float = 0.1,
-        n_num_features: int = 1,
-        cat_cardinalities: Sequence[int] = (2,),
-        prompt_hidden: int | None = None,
-        prompt_location: str = "both",
-        aux_head: str = "mlp",
-        loss_weights: Mapping[str, float] | None = None,
-        cooccurrence_threshold: float = 5.0,
-        pad_token_id: int = 0,
-        bos_token_id: int = 1,
-        eos_token_id: int = 2,
-        decoder_start_token_id: int = 1,
-        **kwargs,
-    ) -> None:
-        if prompt_location not in PROMPT_LOCATIONS:
-            raise ValueError(
-                f"prompt_location must be one of {PROMPT_LOCATIONS}, got {prompt_location!r}"
-            )
-        if aux_head not in AUX_HEAD_KINDS:
-            raise ValueError(f"aux_head must be one of {AUX_HEAD_KINDS}, got {aux_head!r}")
-        if d_model % attention_heads:
-            raise ValueError(
-                f"d_model ({d_model}) must be divisible by attention_heads ({attention_heads})"
-            )
-        self.vocab_size = vocab_size
-        self.d_model = d_model
-        self.encoder_layers = encoder_layers
-        self.decoder_layers = decoder_layers
-        self.attention_heads = attention_heads
-        self.ffn_dim = ffn_dim
-        self.max_sequence_length = max_sequence_length
-        self.dropout = dropout
-        self.n_num_features = n_num_features
-        self.cat_cardinalities = list(cat_cardinalities)
-        self.prompt_hidden = prompt_hidden or d_model
-        self.prompt_location = prompt_location
-        self.aux_head = aux_head
-        self.loss_weights = dict(loss_weights or {"age": 0.0, "sex": 0.0})
-        self.cooccurrence_threshold = cooccurrence_threshold
-        self.tie_word_embeddings = kwargs.pop("tie_word_embeddings", True)
-        kwargs["is_encoder_decoder"] = True
-        super().__init__(
-            pad_token_id=pad_token_id,
-            bos_token_id=bos_token_id,
-            eos_token_id=eos_token_id,
-            decoder_start_token_id=decoder_start_token_id,
-            **kwargs,
-        )
-
-    @property
-    def n_prompts(self) -> int:
-        return self.n_num_features + len(self.cat_cardinalities)
-
-    def to_bart_config(self) -> BartConfig:
-        # Positions count the decoder prompts too, hence the margin.
-        return BartConfig(
-            vocab_size=self.vocab_size,
-            d_model=self.d_model,
-            encoder_layers=self.encoder_layers,
-            decoder_layers=self.decoder_layers,
-            encoder_attention_heads=self.attention_heads,
-            decoder_attention_heads=self.attention_heads,
-            encoder_ffn_dim=self.ffn_dim,
-            decoder_ffn_dim=self.ffn_dim,
-            max_position_embeddings=self.max_sequence_length + self.n_prompts + 8,
-            dropout=self.dropout,
-            attention_dropout=self.dropout,
-            activation_dropout=0.0,
-            scale_embedding=True,
-            pad_token_id=self.pad_token_id,
-            bos_token_id=self.bos_token_id,
-            eos_token_id=self.eos_token_id,
-            decoder_start_token_id=self.decoder_start_token_id,
-            forced_eos_token_id=None,
-        )
-
-    @classmethod
-    def from_preset(cls, preset: Preset, vocab_size: int, **overrides) -> PromptBartConfig:
-        return cls(vocab_size=vocab_size, **(preset.model_kwargs() | overrides))
-
-
-class ConditionalPrompt(nn.Module):
-    """Turn demographics into prompt vectors, one per feature.
-
-    Numeric feature ``j``: ``proj(W_j * x_j + b_j)`` with per-feature vectors ``W_j, b_j``.
-    Categorical feature ``j``: ``proj(E_j[x_j] + b_j)``. ``proj`` is shared by all features
-    of this module and maps ``prompt_hidden -> d_model``.
-    """
-
-    def __init__(self, n_num: int, cat_cardinalities: Sequence[int], hidden: int, d_model: int):
-        super().__init__()
-        self.n_num = n_num
-        self.num_weight = nn.Parameter(torch.randn(n_num, hidden) * 0.02)
-        self.num_bias = nn.Parameter(torch.zeros(n_num, hidden))
-        self.cat_embeddings = nn.ModuleList(nn.Embedding(k, hidden) for k in cat_cardinalities)
-        self.cat_bias = nn.Parameter(torch.zeros(len(cat_cardinalities), hidden))
-        self.proj = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, d_model))
-
-    def reset_parameters(self) -> None:
-        """Unit-scale start: prompts must not drown under BART's position embeddings.
-
-        BART adds a position embedding (std 0.02 per element) to every input vector and then
-        layer-normalises it; with the usual 0.02 initialisation a prompt would be a rounding
-        error on top of its position and every patient would look alike at the start.
-        """
-        init.normal_(self.num_weight, std=1.0)
-        init.zeros_(self.num_bias)
-        init.zeros_(self.cat_bias)
-        for embedding in self.cat_embeddings:
-            init.normal_(embedding.weight, std=1.0)
-        for layer in (self.proj[0], self.proj[2]):
-            init.xavier_uniform_(layer.weight)
-            init.zeros_(layer.bias)
-
-    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
-        """``x_num [batch, n_num]`` float, ``x_cat [batch, n_cat]`` long -> ``[batch, n_prompts, d_model]``."""
-        numeric = x_num.unsqueeze(-1) * self.num_weight + self.num_bias  # [batch, n_num, hidden]
-        categorical = [
-            embedding(x_cat[:, j]) + self.cat_bias[j]
-            for j, embedding in enumerate(self.cat_embeddings)
-        ]
-        hidden = torch.cat([numeric, torch.stack(categorical, dim=1)], dim=1)
-        return self.proj(hidden)
-
-
-def make_aux_head(d_model: int, n_outputs: int, kind: str, dropout: float = 0.1) -> nn.Module:
-    """``Linear(d_model, k)`` or ``Linear(d_model, 256) -> ReLU -> Dropout -> Linear(256, k)``."""
-    if kind == "linear":
-        return nn.Linear(d_model, n_outputs)
-    return nn.Sequential(
-        nn.Linear(d_model, AUX_HIDDEN),
-        nn.ReLU(),
-        nn.Dropout(dropout),
-        nn.Linear(AUX_HIDDEN, n_outputs),
-    )
+from course_lib.prompts import UNKNOWN_CATEGORY, ConditionalPrompt, ValidityMasks
 
 
 @dataclass
@@ -228,20 +81,33 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             config.prompt_hidden,
             config.d_model,
         )
-        self.encoder_prompt = ConditionalPrompt(*prompt_args) if self.prompts_encoder else None
-        self.decoder_prompt = ConditionalPrompt(*prompt_args) if self.prompts_decoder else None
+        unknown = config.condition_dropout > 0
+        self.encoder_prompt = (
+            ConditionalPrompt(*prompt_args, unknown=unknown) if self.prompts_encoder else None
+        )
+        self.decoder_prompt = (
+            ConditionalPrompt(*prompt_args, unknown=unknown) if self.prompts_decoder else None
+        )
+        self.decoder_condition = (
+            ConditionalPrompt(*prompt_args, unknown=unknown) if config.decoder_prompt_add else None
+        )
         self.age_head = make_aux_head(config.d_model, 1, config.aux_head, config.dropout)
         self.sex_head = make_aux_head(
             config.d_model, config.cat_cardinalities[0], config.aux_head, config.dropout
         )
         self.register_buffer("cooccurrence_counts", None, persistent=False)
         self.vocabulary = None
+        self._validity_masks: ValidityMasks | None = None
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, ConditionalPrompt):  # visited after its children
             module.reset_parameters()
+            if module is getattr(self, "decoder_condition", None):
+                # Starts at zero: the model begins as the plain one instead of having every
+                # token embedding drowned by a unit-scale vector (it slowed the LM at first).
+                init.zeros_(module.proj[2].weight)
 
     # --- structure -------------------------------------------------------------------
     @property
@@ -279,6 +145,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             "bart": count(self.bart),
             "encoder_prompt": count(self.encoder_prompt),
             "decoder_prompt": count(self.decoder_prompt),
+            "decoder_condition": count(self.decoder_condition),
             "age_head": count(self.age_head),
             "sex_head": count(self.sex_head),
         }
@@ -314,6 +181,9 @@ class PromptBart(PreTrainedModel, GenerationMixin):
 
     def _decoder_embeds(self, decoder_input_ids, x_num, x_cat, first_step: bool) -> torch.Tensor:
         embeds = self.bart.shared(decoder_input_ids)
+        if self.decoder_condition is not None:  # every position, every generation step
+            condition = self.decoder_condition(x_num.to(embeds.dtype), x_cat).sum(dim=1)
+            embeds = embeds + condition.unsqueeze(1).to(embeds.dtype)
         if self.decoder_prompt is not None and first_step:
             prompts = self.decoder_prompt(x_num.to(embeds.dtype), x_cat).to(embeds.dtype)
             embeds = torch.cat([prompts, embeds], dim=1)
@@ -331,24 +201,33 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         loss_weights: Mapping[str, float] | None = None,
         extra_losses: Sequence[str] = (),
         use_cache: bool | None = None,
+        guidance_encoder_hidden: torch.Tensor | None = None,
         **kwargs,
     ) -> PromptBartOutput:
         """Shapes: ``input_ids [batch, src]``, ``decoder_input_ids``/``labels [batch, tgt]``,
         ``x_num [batch, n_num]``, ``x_cat [batch, n_cat]``.
 
         With ``labels`` the LM loss is computed, and with ``x_num``/``x_cat`` the age and sex
-        losses too; ``extra_losses`` may add ``"cooc"`` and ``"diversity"``.
+        losses too; ``extra_losses`` may add ``"cooc"``, ``"diversity"`` and ``"validity"``.
+        In training, ``condition_dropout`` hides the demographics of some patients from the
+        prompts (never from the loss targets). ``guidance_encoder_hidden`` (set by
+        :meth:`generate` for classifier-free guidance) appends one unconditional row per row:
+        the logits then have ``2 * batch`` rows, conditional first.
         """
         if x_num is None or x_cat is None:
             raise ValueError("PromptBart needs x_num [batch, n_num] and x_cat [batch, n_cat]")
         kwargs.pop("decoder_attention_mask", None)  # right padding + causal mask: not needed
         cache = kwargs.pop("cache", kwargs.pop("past_key_values", None))
+        guidance_hidden = guidance_encoder_hidden
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("PromptBart needs decoder_input_ids or labels")
             decoder_input_ids = shift_right(
                 labels, self.config.pad_token_id, self.config.decoder_start_token_id
             )
+        true_num, true_cat = x_num, x_cat
+        if self.training and self.config.condition_dropout > 0:
+            x_num, x_cat = self._drop_conditions(x_num, x_cat)
 
         if encoder_outputs is None:
             if input_ids is None:
@@ -360,6 +239,12 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             encoder_hidden = encoder_outputs[0]
             if attention_mask is None:
                 attention_mask = encoder_hidden.new_ones(encoder_hidden.shape[:2], dtype=torch.long)
+        if guidance_hidden is not None:  # [conditional rows; unconditional rows]
+            decoder_input_ids = torch.cat([decoder_input_ids, decoder_input_ids])
+            encoder_hidden = torch.cat([encoder_hidden, guidance_hidden.to(encoder_hidden)])
+            attention_mask = torch.cat([attention_mask, attention_mask])
+            x_num = torch.cat([x_num, torch.full_like(x_num, float("nan"))])
+            x_cat = torch.cat([x_cat, torch.full_like(x_cat, UNKNOWN_CATEGORY)])
 
         first_step = cache is None or cache.get_seq_length() == 0
         decoder_embeds = self._decoder_embeds(decoder_input_ids, x_num, x_cat, first_step)
@@ -380,7 +265,29 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         )
         if labels is None:
             return output
+        if guidance_hidden is not None:
+            raise ValueError("guidance_encoder_hidden is for generation; pass no labels with it")
+        conditioned = x_cat[:, 0].ne(UNKNOWN_CATEGORY)  # rows whose prompts saw demographics
+        output.loss_terms = self._loss_terms(
+            output, hidden, logits, labels, true_num, true_cat, conditioned, extra_losses
+        )
+        weights = dict(self.config.loss_weights) | dict(loss_weights or {})
+        output.loss = losses.total_loss(output.loss_terms, weights)
+        return output
 
+    def _drop_conditions(
+        self, x_num: torch.Tensor, x_cat: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classifier-free guidance's training half: hide whole patients' demographics."""
+        drop = torch.rand(x_num.shape[0], device=x_num.device) < self.config.condition_dropout
+        x_num = x_num.masked_fill(drop.unsqueeze(1), float("nan"))
+        x_cat = x_cat.masked_fill(drop.unsqueeze(1), UNKNOWN_CATEGORY)
+        return x_num, x_cat
+
+    def _loss_terms(
+        self, output, hidden, logits, labels, x_num, x_cat, conditioned, extra_losses
+    ) -> dict[str, torch.Tensor]:
+        """Every raw loss term; also fills the heads' outputs into ``output``."""
         end_position = labels.ne(-100).sum(dim=1).clamp(min=1) - 1  # emits </patient>
         end_hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), end_position]
         output.end_hidden = end_hidden  # [batch, d_model]
@@ -404,10 +311,29 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             )
         if "diversity" in extra_losses:
             terms["diversity"] = losses.diversity_loss(logits, labels, code_mask)
-        weights = dict(self.config.loss_weights) | dict(loss_weights or {})
-        output.loss_terms = terms
-        output.loss = losses.total_loss(terms, weights)
-        return output
+        if "validity" in extra_losses:
+            if not bool(conditioned.any()):  # every prompt dropped: nothing to hold it to
+                terms["validity"] = logits.sum() * 0.0
+            else:
+                forbidden = self.forbidden_codes(x_num, x_cat)
+                terms["validity"] = losses.validity_loss(
+                    logits[conditioned], labels[conditioned], forbidden[conditioned]
+                )
+        return terms
+
+    def ages_in_years(self, x_num: torch.Tensor) -> torch.Tensor:
+        """``x_num[:, 0]`` back in years, with the normaliser statistics in the config."""
+        if self.config.age_mean is None:
+            raise ValueError("the validity rules need ages in years: pass age_mean/age_std")
+        return x_num[:, 0].double() * self.config.age_std + self.config.age_mean
+
+    def forbidden_codes(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        """``[batch, vocab]`` bool: the codes the MCE rules forbid for each patient."""
+        if self._validity_masks is None:
+            if self.vocabulary is None:
+                raise ValueError("the validity rules need the model's vocabulary attached")
+            self._validity_masks = ValidityMasks(self.vocabulary)
+        return self._validity_masks.for_patients(self.ages_in_years(x_num), x_cat[:, 0])
 
     def code_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """``[vocab]`` bool: True for code tokens (ids after the special and chapter tokens)."""
@@ -428,6 +354,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         *,
         x_num: torch.Tensor,
         x_cat: torch.Tensor,
+        guidance_scale: float | None = None,
         **kwargs,
     ) -> torch.Tensor:
         """``GenerationMixin.generate`` with the demographics passed through.
@@ -435,16 +362,32 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         The encoder runs once here (with its prompts); ``x_num``/``x_cat`` travel in the model
         kwargs, so the decoder prompts are built on the first step and then live in the KV cache.
         Without ``input_ids`` the encoder sees one ``<mask>``: generation from demographics alone.
+
+        ``guidance_scale`` (classifier-free guidance; needs ``condition_dropout > 0`` in
+        training): every step runs each row twice in ONE batched forward, with and without
+        demographics, and :class:`course_lib.generation.GuidanceLogitsProcessor` (put first)
+        mixes the two log-probabilities. 1 is plain conditional sampling.
         """
-        if input_ids is None:
-            input_ids = torch.full(
-                (x_num.shape[0], 1), _mask_id(), dtype=torch.long, device=self.device
-            )
-        encoder_hidden, attention_mask = self.encode(
-            input_ids.to(self.device),
-            None if attention_mask is None else attention_mask.to(self.device),
-            x_num.to(self.device),
-            x_cat.to(self.device),
+        if guidance_scale is not None and guidance_scale != 1.0:
+            from transformers import LogitsProcessorList
+
+            from course_lib.generation import GuidanceLogitsProcessor
+
+            if self.config.condition_dropout <= 0:
+                raise ValueError(
+                    "guidance_scale needs a model trained with condition_dropout > 0 "
+                    "(it never learned to predict without demographics)"
+                )
+            unknown_num = torch.full_like(x_num, float("nan"))
+            unknown_cat = torch.full_like(x_cat, UNKNOWN_CATEGORY)
+            kwargs["guidance_encoder_hidden"] = self.generate_encoder_hidden(
+                input_ids, attention_mask, unknown_num, unknown_cat
+            )[0]
+            processors = LogitsProcessorList([GuidanceLogitsProcessor(guidance_scale)])
+            processors.extend(kwargs.pop("logits_processor", None) or [])
+            kwargs["logits_processor"] = processors
+        encoder_hidden, attention_mask = self.generate_encoder_hidden(
+            input_ids, attention_mask, x_num, x_cat
         )
         kwargs.setdefault("max_new_tokens", self.config.max_sequence_length - 1)
         return super().generate(
@@ -453,6 +396,21 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             x_num=x_num.to(self.device),
             x_cat=x_cat.to(self.device),
             **kwargs,
+        )
+
+    def generate_encoder_hidden(
+        self, input_ids, attention_mask, x_num: torch.Tensor, x_cat: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's output for generation (one ``<mask>`` when ``input_ids`` is None)."""
+        if input_ids is None:
+            input_ids = torch.full(
+                (x_num.shape[0], 1), _mask_id(), dtype=torch.long, device=self.device
+            )
+        return self.encode(
+            input_ids.to(self.device),
+            None if attention_mask is None else attention_mask.to(self.device),
+            x_num.to(self.device),
+            x_cat.to(self.device),
         )
 
     # --- saving ----------------------------------------------------------------------
@@ -517,9 +475,16 @@ def build_model(
     prompt_location: str = "both",
     aux_head: str = "mlp",
     loss_weights: Mapping[str, float] | None = None,
+    normalizer=None,
     **overrides,
 ) -> PromptBart:
-    """A random-init :class:`PromptBart` for ``vocabulary`` in the shape of ``preset``."""
+    """A random-init :class:`PromptBart` for ``vocabulary`` in the shape of ``preset``.
+
+    ``normalizer`` (the training split's ``AgeNormalizer``) lets the model read ages in
+    years, which the ``validity`` loss needs; ``overrides`` are config fields.
+    """
+    if normalizer is not None:
+        overrides = {"age_mean": normalizer.mean, "age_std": normalizer.std} | overrides
     config = PromptBartConfig.from_preset(
         preset,
         vocab_size=len(vocabulary),

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from course_lib import losses
 from course_lib.losses import (
     IGNORE_INDEX,
     LossInputError,
@@ -234,3 +235,35 @@ def test_loss_breakdown_uses_magnitudes_for_negative_terms():
     assert frame["share_pct"].tolist() == pytest.approx([75.0, 25.0])
     with pytest.raises(ValueError, match="not finite"):
         loss_breakdown({"lm": float("nan")}, {})
+
+
+def test_validity_loss_matches_a_hand_computation():
+    # one patient, two positions, vocab of 4; tokens 2 and 3 forbidden
+    logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]]])
+    labels = torch.tensor([[1, 0]])
+    forbidden = torch.tensor([[False, False, True, True]])
+    first = math.exp(2) + math.exp(3)
+    q = [first / (1 + math.e + first), 0.5]
+    by_hand = -(math.log(1 - q[0]) + math.log(1 - q[1])) / 2
+    value = losses.validity_loss(logits, labels, forbidden)
+    assert abs(value.item() - by_hand) < 1e-5
+    # padding is not scored, and nothing forbidden costs nothing
+    assert losses.validity_loss(
+        logits, torch.tensor([[1, -100]]), forbidden
+    ).item() == pytest.approx(-math.log(1 - q[0]), abs=1e-5)
+    assert losses.validity_loss(logits, labels, torch.zeros_like(forbidden)).item() == 0.0
+
+
+def test_validity_loss_gradient_lowers_forbidden_codes_and_checks_shapes():
+    logits = torch.zeros(2, 3, 6, requires_grad=True)
+    labels = torch.full((2, 3), 1)
+    forbidden = torch.zeros(2, 6, dtype=torch.bool)
+    forbidden[0, 4] = forbidden[1, 5] = True
+    losses.validity_loss(logits, labels, forbidden).backward()
+    assert (logits.grad[0, :, 4] > 0).all() and (logits.grad[1, :, 5] > 0).all()
+    assert (logits.grad[0, :, :4] < 0).all()
+    with pytest.raises(losses.LossInputError, match="forbidden must be bool"):
+        losses.validity_loss(logits, labels, forbidden[:1])
+    with pytest.raises(losses.LossInputError, match="every token forbidden"):
+        losses.validity_loss(logits, labels, torch.ones(2, 6, dtype=torch.bool))
+    assert losses.LOSS_TERMS["validity"].per == "token" and "validity" in losses.OPTIONAL_TERMS

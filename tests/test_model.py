@@ -149,6 +149,10 @@ def test_bad_config_values_are_named():
         PromptBartConfig(aux_head="tree")
     with pytest.raises(ValueError, match="divisible"):
         PromptBartConfig(d_model=30, attention_heads=4)
+    with pytest.raises(ValueError, match="condition_dropout"):
+        PromptBartConfig(condition_dropout=1.0)
+    with pytest.raises(ValueError, match="age_mean and age_std"):
+        PromptBartConfig(age_mean=50.0)
 
 
 def test_base_preset_has_the_brief_shape():
@@ -159,3 +163,101 @@ def test_base_preset_has_the_brief_shape():
         config.decoder_layers,
         config.attention_heads,
     ) == (768, 6, 6, 12)
+
+
+def sample_vocabulary() -> Vocabulary:
+    """Codes with MCE rules: 650 (maternity, female), V3000 (newborn), 60000 (male)."""
+    codes = ["4019", "650", "V3000", "60000", "486"]
+    return Vocabulary.build(Cohort([Patient(1, "F", 30.0, [Visit(codes, 30.0)])]))
+
+
+def test_validity_term_uses_the_mce_rules_of_each_patient():
+    from course_lib import icd9, losses
+    from course_lib.dataset import AgeNormalizer
+
+    torch.manual_seed(0)
+    vocabulary = sample_vocabulary()
+    normalizer = AgeNormalizer(50.0, 20.0)
+    model = build_model(
+        vocabulary, get_preset("tiny"), normalizer=normalizer, d_model=32, attention_heads=2
+    ).eval()
+    ages, sexes = [0.0, 30.0, 70.0], ["M", "F", "M"]
+    x_num = torch.tensor([[normalizer.normalize(a)] for a in ages])
+    x_cat = torch.tensor([[0 if s == "F" else 1] for s in sexes])
+    labels = torch.tensor([[3, 7, 4, 2]] * 3)
+    out = model(
+        labels=labels,
+        x_num=x_num,
+        x_cat=x_cat,
+        extra_losses=("validity",),
+        loss_weights={"validity": 2.0},
+    )
+    forbidden = torch.zeros(3, len(vocabulary), dtype=torch.bool)
+    for row, (age, sex) in enumerate(zip(ages, sexes, strict=True)):
+        for token_id in vocabulary.code_ids:
+            code = vocabulary.id_to_code(token_id)
+            forbidden[row, token_id] = not icd9.is_valid_for(code, age, sex)
+    assert torch.equal(model.forbidden_codes(x_num, x_cat), forbidden)
+    assert forbidden[0].sum() == 2 and forbidden[1].sum() == 2 and forbidden[2].sum() == 2
+    by_hand = losses.validity_loss(out.logits, labels, forbidden)
+    assert torch.allclose(out.loss_terms["validity"], by_hand)
+    no_ages = build_model(vocabulary, get_preset("tiny"), d_model=32, attention_heads=2)
+    with pytest.raises(ValueError, match="age_mean/age_std"):
+        no_ages(
+            labels=labels,
+            x_num=x_num,
+            x_cat=x_cat,
+            extra_losses=("validity",),
+            loss_weights={"validity": 1.0},
+        )
+
+
+def test_decoder_prompt_add_conditions_every_step_of_generation():
+    torch.manual_seed(0)
+    model = PromptBart(small_config(prompt_location="none", decoder_prompt_add=True)).eval()
+    labels, x_num, x_cat = random_batch()
+    assert not model.decoder_condition.proj[2].weight.any()  # starts as the plain model
+    torch.nn.init.normal_(model.decoder_condition.proj[2].weight)  # as if trained
+    with torch.no_grad():
+        female = model(labels=labels, x_num=x_num, x_cat=torch.zeros_like(x_cat)).logits
+        male = model(labels=labels, x_num=x_num, x_cat=torch.ones_like(x_cat)).logits
+    assert not torch.allclose(female, male)
+    result = model.generate(
+        x_num=x_num,
+        x_cat=x_cat,
+        do_sample=False,
+        max_new_tokens=6,
+        output_scores=True,
+        return_dict_in_generate=True,
+        pad_token_id=0,
+        eos_token_id=None,
+        decoder_start_token_id=BOS_ID,
+    )
+    with torch.no_grad():
+        full = model(decoder_input_ids=result.sequences, x_num=x_num, x_cat=x_cat).logits
+    for step, scores in enumerate(result.scores):
+        assert torch.allclose(scores, full[:, step], atol=1e-4)
+
+
+def test_condition_dropout_learns_an_unknown_value_used_by_guidance():
+    torch.manual_seed(0)
+    model = PromptBart(small_config(condition_dropout=0.5)).eval()
+    labels, x_num, x_cat = random_batch()
+    unknown_num = torch.full_like(x_num, float("nan"))
+    unknown_cat = torch.full_like(x_cat, -1)
+    with torch.no_grad():
+        plain = model(decoder_input_ids=labels.clamp(min=0), x_num=unknown_num, x_cat=unknown_cat)
+        known_sex = model(
+            decoder_input_ids=labels.clamp(min=0), x_num=unknown_num, x_cat=torch.ones_like(x_cat)
+        )
+        plain, known_sex = plain.logits, known_sex.logits
+    assert torch.isfinite(plain).all() and not torch.allclose(plain, known_sex)
+    model.train()
+    torch.manual_seed(1)
+    out = model(labels=labels, x_num=x_num, x_cat=x_cat)
+    assert torch.isfinite(out.loss) and out.loss_terms["sex"].item() > 0  # targets stay real
+    plain_model = PromptBart(small_config()).eval()
+    with pytest.raises(ValueError, match="condition_dropout"):
+        plain_model(decoder_input_ids=labels.clamp(min=0), x_num=unknown_num, x_cat=unknown_cat)
+    with pytest.raises(ValueError, match="condition_dropout"):
+        plain_model.generate(x_num=x_num, x_cat=x_cat, guidance_scale=2.0, max_new_tokens=2)
