@@ -73,6 +73,7 @@ from course_lib.evaluation.encoding import (
     patient_code_matrix,
     visit_code_matrix,
 )
+from course_lib.evaluation.uncertainty import remembered
 
 
 def code_frequencies(cohort: Cohort) -> Counter[str]:
@@ -262,7 +263,8 @@ def coherence_metrics(
     """All coherence metrics of ``synthetic`` against ``real`` (pair statistics from ``stats``,
     built from ``real`` when not given)."""
     stats = stats if stats is not None else CooccurrenceStats.from_cohort(real)
-    real_counts, syn_counts = code_frequencies(real), code_frequencies(synthetic)
+    real_counts = remembered(real, "code_frequencies", code_frequencies)
+    syn_counts = code_frequencies(synthetic)
     if not real_counts:
         raise ValueError("coherence_metrics needs a real cohort with at least one code")
     # A generator that writes no code at all (early in training) has no distribution: NaN.

@@ -33,6 +33,7 @@ from scipy.stats import wasserstein_distance
 
 from course_lib import icd9
 from course_lib.cohort import Cohort, Patient
+from course_lib.evaluation.uncertainty import remembered
 
 
 @functools.cache
@@ -84,8 +85,10 @@ def diversity_metrics(synthetic: Cohort, real: Cohort) -> dict[str, float]:
     """The module docstring's metrics, plus ``*_real`` values the alarms fall back on."""
     if len(synthetic) == 0 or len(real) == 0:
         raise ValueError("diversity_metrics needs two non-empty cohorts")
-    syn_codes, real_codes = unique_codes(synthetic), unique_codes(real)
-    syn_table, real_table = patient_distributions(synthetic), patient_distributions(real)
+    syn_codes = unique_codes(synthetic)
+    real_codes = remembered(real, "unique_codes", unique_codes)
+    syn_table = patient_distributions(synthetic)
+    real_table = remembered(real, "patient_distributions", patient_distributions)
     metrics = {
         "unique_codes": float(len(syn_codes)),
         "coverage": len(syn_codes & real_codes) / len(real_codes) if real_codes else math.nan,
@@ -101,7 +104,7 @@ def diversity_metrics(synthetic: Cohort, real: Cohort) -> dict[str, float]:
         )
     metrics["chapters_per_patient_mode_share"] = mode_share(syn_table["chapters"])
     metrics["unique_codes_real"] = float(len(real_codes))
-    metrics["top_code_share_real"] = top_code_share(real)[1]
+    metrics["top_code_share_real"] = remembered(real, "top_code_share", top_code_share)[1]
     metrics["chapters_per_patient_std_real"] = float(real_table["chapters"].std(ddof=0))
     metrics["chapters_per_patient_mode_share_real"] = mode_share(real_table["chapters"])
     return metrics

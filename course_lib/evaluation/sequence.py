@@ -29,6 +29,7 @@ from scipy.stats import wasserstein_distance
 from sklearn.metrics import r2_score
 
 from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.evaluation.uncertainty import remembered
 
 DAYS_PER_YEAR = 365.25
 SEQUENCE_KEYS = (
@@ -95,11 +96,13 @@ def sequence_metrics(synthetic: Cohort, real: Cohort) -> dict[str, float]:
     """The module docstring's metrics of ``synthetic`` against ``real``."""
     if len(synthetic) == 0 or len(real) == 0:
         raise ValueError("sequence_metrics needs two non-empty cohorts")
-    syn_values, real_values = sequence_distributions(synthetic), sequence_distributions(real)
+    syn_values = sequence_distributions(synthetic)
+    real_values = remembered(real, "sequence_distributions", sequence_distributions)
     metrics = {
         f"{name}_wasserstein": _distance(syn_values[name], real_values[name]) for name in syn_values
     }
-    real_items, syn_items = _patient_shares(real), _patient_shares(synthetic)
+    real_items = remembered(real, "patient_shares", _patient_shares)
+    syn_items = _patient_shares(synthetic)
     for name, real_counter, syn_counter in zip(
         ("unigram", "pair", "sequential"), real_items, syn_items, strict=True
     ):

@@ -23,7 +23,9 @@ bootstrap applied to the reference sample).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import numpy as np
 
@@ -72,6 +74,35 @@ def bootstrap_mean(values: Sequence[float], *, seed: int = 0, level: float = LEV
     )
 
 
+# While a bootstrap runs, the real cohort's side of every comparison is the same each time:
+# ``remembered`` keeps it per cohort object (and only then, so a cohort edited between two
+# evaluations is never read from a stale memo).
+_MEMO: ContextVar[dict | None] = ContextVar("evaluation_memo", default=None)
+
+
+@contextmanager
+def remembering() -> Iterator[None]:
+    """Let :func:`remembered` reuse results inside this block."""
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def remembered(cohort: Cohort, name: str, compute: Callable[[Cohort], object]) -> object:
+    """``compute(cohort)``, computed once per cohort object inside :func:`remembering`."""
+    memo = _MEMO.get()
+    if memo is None:
+        return compute(cohort)
+    key = (id(cohort), name)
+    if key in memo and memo[key][0] is cohort:
+        return memo[key][1]
+    value = compute(cohort)
+    memo[key] = (cohort, value)  # holding the cohort keeps its id from being reused
+    return value
+
+
 def resample_cohort(cohort: Cohort, rng: np.random.Generator) -> Cohort:
     """The cohort's patients drawn with replacement (same size; outcomes dropped)."""
     rows = rng.integers(0, len(cohort), len(cohort))
@@ -95,10 +126,11 @@ def bootstrap_cohort(
     """
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {key: [] for key in observed}
-    for _ in range(max(n_resamples, 1)):
-        resampled = metrics(resample_cohort(cohort, rng))
-        for key in draws:
-            draws[key].append(float(resampled.get(key, math.nan)))
+    with remembering():
+        for _ in range(max(n_resamples, 1)):
+            resampled = metrics(resample_cohort(cohort, rng))
+            for key in draws:
+                draws[key].append(float(resampled.get(key, math.nan)))
     intervals = {}
     for key, values in draws.items():
         low, high = percentile_interval(values, level)
