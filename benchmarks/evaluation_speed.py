@@ -21,7 +21,7 @@ from course_lib.evaluation import evaluate_cohorts
 from course_lib.evaluation.coherence import CooccurrenceStats
 from course_lib.evaluation.fidelity import detection_auc, precision_recall_metrics
 from course_lib.evaluation.privacy import privacy_evaluation
-from course_lib.evaluation.suite import _cohort_metrics
+from course_lib.evaluation.suite import cohort_statistics
 from course_lib.evaluation.uncertainty import bootstrap_cohort
 from course_lib.simulate import simulate_cohort, simulate_outcomes
 
@@ -63,7 +63,7 @@ def main() -> None:
     stats = CooccurrenceStats.from_cohort(train)
 
     def cheap(cohort: Cohort) -> dict[str, float]:
-        return _cohort_metrics(cohort, real, stats)
+        return cohort_statistics(cohort, real, stats)
 
     observed = timed("cohort statistics, once", lambda: cheap(synthetic))
     timed(

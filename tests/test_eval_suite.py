@@ -249,7 +249,11 @@ def test_the_simulator_as_a_perfect_generator_scores_at_the_floor():
     # (seed 104 has one with 30 visits, 23 and 20) dominate the pair statistics: over twelve
     # perfect samples pair_r2 ranged from -0.58 to 0.09 with most within 0.1 of 0, a tail that
     # four draws cannot measure. They are checked loosely here; read them with more patients.
-    halo = frozenset({"unigram_r2", "pair_r2", "sequential_r2"})
+    # The patient-level pair and sequential R² share that tail (one long stay contributes
+    # hundreds of pairs), so they are checked the same way.
+    halo = frozenset(
+        {"unigram_r2", "pair_r2", "sequential_r2", "pair_patient_r2", "sequential_patient_r2"}
+    )
     assert_at_floor(evaluation, tolerance, skip=halo)
     assert evaluation["unigram_r2"] > 0.7 and evaluation["unigram_r2_floor"] > 0.7
     assert all(math.isfinite(evaluation[key]) for key in halo)

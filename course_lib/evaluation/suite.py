@@ -23,7 +23,7 @@ import pandas as pd
 from course_lib.cohort import Cohort
 from course_lib.evaluation.coherence import CooccurrenceStats, coherence_metrics
 from course_lib.evaluation.diversity import AlarmThresholds, diversity_metrics, mode_collapse_alarms
-from course_lib.evaluation.fidelity import FIDELITY_KEYS, fidelity_metrics
+from course_lib.evaluation.fidelity import EMBEDDING_DIM, FIDELITY_KEYS, fidelity_metrics
 from course_lib.evaluation.floor import equal_size_samples, with_floor
 from course_lib.evaluation.privacy import mia_likelihood_auc, privacy_alarms, privacy_evaluation
 from course_lib.evaluation.sequence import SEQUENCE_KEYS, sequence_metrics
@@ -123,8 +123,11 @@ class Evaluation(Mapping[str, float]):
         return pd.DataFrame(rows, columns=["metric", "synthetic", "low", "high", "floor"])
 
 
-def _cohort_metrics(candidate: Cohort, real: Cohort, stats: CooccurrenceStats) -> dict[str, float]:
-    """The families cheap enough to recompute on bootstrap resamples."""
+def cohort_statistics(
+    candidate: Cohort, real: Cohort, stats: CooccurrenceStats
+) -> dict[str, float]:
+    """The metric families cheap enough to recompute on bootstrap resamples (coherence,
+    validity, diversity, sequence) of ``candidate`` against ``real``."""
     return {
         **coherence_metrics(candidate, real, stats=stats),
         **validity_metrics(candidate),
@@ -151,7 +154,7 @@ def _candidate_metrics(
     real, train, seed = setting.real, setting.train, setting.seed
 
     def cheap(cohort: Cohort) -> dict[str, float]:
-        return _cohort_metrics(cohort, real, setting.stats)
+        return cohort_statistics(cohort, real, setting.stats)
 
     metrics = cheap(candidate)
     intervals = {}
@@ -260,5 +263,10 @@ def evaluate_cohorts(
         "resamples of the patients (rough, to keep the evaluation within seconds), "
         "per-record scores (detection, precision/recall, privacy shares, AUROCs) from "
         f"{RECORD_RESAMPLES} resamples of the scores without refitting.",
+        f"alpha_precision, beta_recall, authenticity: on a {EMBEDDING_DIM}-dimensional "
+        "TruncatedSVD of the real test patients' binary bag of codes (Euclidean distances).",
+        "tstr_auroc (train on patients generated for requested outcome labels) is not "
+        "computed here: it needs outcome-conditioned generation; tstr_oracle_auroc labels "
+        "synthetic patients with an outcome model and is an upper bound.",
     ]
     return Evaluation(metrics, alarms, len(synthetic), intervals, notes)
