@@ -398,9 +398,9 @@ print(f"({ddp_seconds:.1f} s, two processes started, joined and finished)")
 # at the end: its share of the training patients and a digest of its final weights.
 
 # %%
-import json
+from course_lib.runs import Run
 
-evidence = json.loads((ddp_dir / "run" / "logs" / "distributed.json").read_text())
+evidence = Run(ddp_dir / "run").distributed
 for rank in evidence["ranks"]:
     print(
         f"rank {rank['rank']}: {rank['samples']} patients, {rank['batches_per_epoch']} batches "
@@ -413,7 +413,7 @@ glue("ddp_world", evidence["world_size"])
 glue("ddp_train_patients", evidence["train_patients"])
 glue("ddp_rank_patients", evidence["ranks"][0]["samples"])
 glue("ddp_overlap", evidence["epoch0_patients_on_several_ranks"])
-ddp_steps = [json.loads(line)["step"] for line in (ddp_dir / "run" / "logs" / "train.jsonl").open()]
+ddp_steps = Run(ddp_dir / "run").log("train")["step"].tolist()
 print(f"logged steps {ddp_steps}, written once by rank 0")
 
 # %% [markdown]
@@ -488,9 +488,8 @@ print(f"second job: resumed at step {stop_after}, finished at step {resumed.step
 
 
 def logged_losses(run: str) -> pd.Series:
-    lines = (ctx.runs_dir / run / "logs" / "train.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
-    return pd.Series({r["step"]: r["terms"]["lm"]["raw"] for r in records}, name=run)
+    log = Run(ctx.runs_dir / run).log("train")
+    return log.set_index("step")["terms.lm.raw"].rename(run)
 
 
 losses = pd.concat([logged_losses("uninterrupted"), logged_losses("interrupted")], axis=1)
