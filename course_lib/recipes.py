@@ -261,6 +261,8 @@ def sample_version(data_dir: Path | None = None) -> str:
 def _register(*recipes: Recipe) -> dict[str, Recipe]:
     registry: dict[str, Recipe] = {}
     for recipe in recipes:
+        if "-" in recipe.name:
+            raise RecipeError(f"recipe name {recipe.name!r}: '-' is kept for <name>-<preset>")
         if recipe.name in registry:
             raise RecipeError(f"recipe name {recipe.name!r} is used twice")
         registry[recipe.name] = recipe

@@ -192,3 +192,30 @@ def test_script_check_lists_every_recipe(capsys):
     assert out.strip().splitlines()[-1].startswith("total ")
     stale = any(line.startswith(("stale", "orphan")) for line in out.splitlines())
     assert status == (1 if stale else 0)
+
+
+def test_generated_sample_is_written_and_read_back(tmp_path):
+    import dataclasses
+    import shutil
+
+    from course_lib.mimic import load_mimic
+    from course_lib.recipes import GenerationSpec
+    from course_lib.runs import Run
+
+    shutil.copytree(STORE / "baseline_none", tmp_path / "run")
+    recipe = dataclasses.replace(
+        RECIPES["baseline_none"], generation=GenerationSpec(split="val", max_new_tokens=6)
+    )
+    cohort = load_mimic(SAMPLE)
+    recipe_runs.write_generated(recipe, tmp_path / "run", cohort)
+    generated = recipe_runs.read_generated(tmp_path / "run")
+    prompts = Run(tmp_path / "run").split(cohort, "val")
+    assert [(p.age, p.sex) for p in generated] == [(p.age, p.sex) for p in prompts]
+    assert all(len(p.codes) <= 6 for p in generated)
+    (tmp_path / "run" / recipe_runs.GENERATED).write_text('{"age": 3}\n')
+    with pytest.raises(ValueError, match=r"generated.jsonl, line 1: not a generated patient"):
+        recipe_runs.read_generated(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="stored no generated sample"):
+        recipe_runs.read_generated(tmp_path)
+    with pytest.raises(RecipeError, match="'-' is kept for"):
+        recipes._register(Recipe("a-b", "03_bart_for_patients"))
