@@ -98,6 +98,7 @@ def test_a_copy_of_the_training_split_fires_the_privacy_alarm(world):
     _, _, train = world
     evaluation = _evaluate(Cohort(train.patients), world)
     assert evaluation["exact_copy_rate"] == 1.0
+    assert evaluation["authenticity"] == 0.0  # every point sits on a training patient
     # train is cut to the holdout's size, so only half the copies have their original among
     # the compared training records: about 0.5 * 1 + 0.5 * 0.5 (ties count one half)
     assert evaluation["dcr_holdout_share"] > evaluation["dcr_holdout_share_floor"] + 0.2

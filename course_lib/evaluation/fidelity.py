@@ -24,8 +24,10 @@ the real embeddings and ``alpha`` on a grid of 30 levels in (0, 1)::
                        of the synthetic distances to the synthetic mean
     alpha_precision  = 1 - 2 * mean |precision(alpha) - alpha|   (1 = ideal; synthcity's delta)
     beta_recall      = 1 - 2 * mean |recall(beta) - beta|
-    authenticity     = share of synthetic points s whose nearest real point r is nearer to
-                       another real point than to s  (0 = every point a copy)
+    authenticity     = share of synthetic points s whose nearest training point r is nearer
+                       to another training point than to s  (0 = every point a copy; the
+                       training split when given, since copying is about the patients the
+                       generator saw; else the real test sample)
 
 A collapsed generator keeps precision (its few records are typical) but loses recall (most
 real patients have no synthetic neighbour).
@@ -126,33 +128,43 @@ def _curve_score(hits: np.ndarray, levels: np.ndarray) -> float:
 def precision_recall_indicators(
     real: np.ndarray, synthetic: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(levels, precision hits [n_syn, L], recall hits [n_real, L], authentic [n_syn])``."""
+    """``(levels, precision hits [n_syn, L], recall hits [n_real, L], authentic [n_syn])``
+    (authenticity here against ``real``; see :func:`authentic_flags`)."""
     levels = np.linspace(0, 1, N_LEVELS + 2)[1:-1]
     real_center, syn_center = real.mean(axis=0), synthetic.mean(axis=0)
     real_radii = np.quantile(np.linalg.norm(real - real_center, axis=1), levels)
     syn_to_center = np.linalg.norm(synthetic - syn_center, axis=1)
     precision = np.linalg.norm(synthetic - real_center, axis=1)[:, None] <= real_radii[None, :]
-    real_neighbour = NearestNeighbors(n_neighbors=2).fit(real)
-    real_to_real = real_neighbour.kneighbors(real)[0][:, 1]  # nearest other real point
+    real_to_real = NearestNeighbors(n_neighbors=2).fit(real).kneighbors(real)[0][:, 1]
     real_to_syn, nearest_syn = NearestNeighbors(n_neighbors=1).fit(synthetic).kneighbors(real)
     real_to_syn, nearest_syn = real_to_syn[:, 0], nearest_syn[:, 0]
     syn_radii = np.quantile(syn_to_center, levels)
     recall = (real_to_syn <= real_to_real)[:, None] & (
         syn_to_center[nearest_syn][:, None] <= syn_radii[None, :]
     )
-    syn_to_real, nearest_real = real_neighbour.kneighbors(synthetic, n_neighbors=1)
-    authentic = real_to_real[nearest_real[:, 0]] < syn_to_real[:, 0]
-    return levels, precision, recall, authentic
+    return levels, precision, recall, authentic_flags(real, synthetic)
+
+
+def authentic_flags(reference: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
+    """Per synthetic point: is its nearest ``reference`` point nearer to another reference
+    point than to it? (Needs at least two reference points.)"""
+    neighbours = NearestNeighbors(n_neighbors=2).fit(reference)
+    reference_to_reference = neighbours.kneighbors(reference)[0][:, 1]
+    syn_to_reference, nearest = neighbours.kneighbors(synthetic, n_neighbors=1)
+    return reference_to_reference[nearest[:, 0]] < syn_to_reference[:, 0]
 
 
 def precision_recall_metrics(
-    synthetic: Cohort, real: Cohort, *, seed: int = 0
+    synthetic: Cohort, real: Cohort, *, train: Cohort | None = None, seed: int = 0
 ) -> tuple[dict[str, float], dict[str, Interval]]:
     """``alpha_precision``, ``beta_recall``, ``authenticity`` and their intervals."""
     if len(real) < 3 or len(synthetic) < 1:
         raise ValueError("precision/recall needs at least 3 real and 1 synthetic patient")
-    real_points, syn_points = patient_embedding(real, synthetic, seed=seed)
+    others = [synthetic] + ([train] if train is not None and len(train) >= 2 else [])
+    real_points, syn_points, *train_points = patient_embedding(real, *others, seed=seed)
     levels, precision, recall, authentic = precision_recall_indicators(real_points, syn_points)
+    if train_points:
+        authentic = authentic_flags(train_points[0], syn_points)
     metrics = {
         "alpha_precision": _curve_score(precision, levels),
         "beta_recall": _curve_score(recall, levels),
@@ -171,9 +183,9 @@ def precision_recall_metrics(
 
 
 def fidelity_metrics(
-    synthetic: Cohort, real: Cohort, *, seed: int = 0
+    synthetic: Cohort, real: Cohort, *, train: Cohort | None = None, seed: int = 0
 ) -> tuple[dict[str, float], dict[str, Interval]]:
-    """Every metric of this module and its interval."""
+    """Every metric of this module and its interval (``train``: for authenticity)."""
     auc, auc_interval = detection_auc(synthetic, real, seed=seed)
-    metrics, intervals = precision_recall_metrics(synthetic, real, seed=seed)
+    metrics, intervals = precision_recall_metrics(synthetic, real, train=train, seed=seed)
     return {"detection_auc": auc, **metrics}, {"detection_auc": auc_interval, **intervals}

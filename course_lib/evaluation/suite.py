@@ -162,7 +162,7 @@ def _candidate_metrics(
         intervals = bootstrap_cohort(
             cheap, candidate, metrics, seed=seed, n_resamples=setting.n_resamples
         )
-    fidelity, fidelity_intervals = fidelity_metrics(candidate, real, seed=seed)
+    fidelity, fidelity_intervals = fidelity_metrics(candidate, real, train=train, seed=seed)
     metrics |= fidelity
     intervals |= fidelity_intervals
     if train is not None:
@@ -264,7 +264,8 @@ def evaluate_cohorts(
         "per-record scores (detection, precision/recall, privacy shares, AUROCs) from "
         f"{RECORD_RESAMPLES} resamples of the scores without refitting.",
         f"alpha_precision, beta_recall, authenticity: on a {EMBEDDING_DIM}-dimensional "
-        "TruncatedSVD of the real test patients' binary bag of codes (Euclidean distances).",
+        "TruncatedSVD of the real test patients' binary bag of codes (Euclidean distances); "
+        "authenticity against the training split when there is one.",
         "tstr_auroc (train on patients generated for requested outcome labels) is not "
         "computed here: it needs outcome-conditioned generation; tstr_oracle_auroc labels "
         "synthetic patients with an outcome model and is an upper bound.",
