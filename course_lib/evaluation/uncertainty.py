@@ -17,7 +17,10 @@ cores:
   (``evaluate_cohorts(..., n_resamples=...)``) for a publication figure.
 
 A value is as good as real data when its interval overlaps the floor's interval (the same
-bootstrap applied to the reference sample).
+bootstrap applied to the reference sample). Two known limits: counts of distinct codes
+(``unique_codes``, ``coverage``) vary more between two samples than between resamples of one,
+so their intervals are too narrow (read them against the floor only); and a re-centred
+interval of a distance near 0 may dip below 0.
 """
 
 from __future__ import annotations
