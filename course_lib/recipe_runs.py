@@ -47,9 +47,10 @@ def load_cohort(recipe: Recipe, data_dir: Path | None) -> Cohort:
 
         return simulate_cohort(recipe.cohort.n, recipe.cohort.seed)
     from course_lib.mimic import load_mimic
-    from course_lib.recipes import default_sample_dir
 
-    return load_mimic(data_dir if data_dir is not None else default_sample_dir())
+    if data_dir is None:
+        raise ValueError(f"recipe {recipe.name} trains on the sample cohort: pass its data_dir")
+    return load_mimic(data_dir)
 
 
 def _callbacks(recipe: Recipe) -> list:

@@ -205,13 +205,13 @@ class Recipe:
         config.pop("out")
         return {"recipe": recipe, "train_config": _jsonable(config)}
 
-    def fingerprint(self, root: Path | None = None) -> str:
-        """sha256 of the canonical recipe JSON, the code version and (for the sample) the
-        sample's CSV files in ``root`` (default: the repository's)."""
+    def fingerprint(self, data_dir: Path | None = None) -> str:
+        """sha256 of the canonical recipe JSON, the code version and, for a recipe trained on
+        the sample, the sample's CSV files in ``data_dir``."""
         digest = hashlib.sha256(canonical_json(self.to_json()).encode("utf-8"))
         digest.update(code_version().encode("ascii"))
         if self.cohort.source == "sample":
-            digest.update(sample_version(root).encode("ascii"))
+            digest.update(sample_version(data_dir).encode("ascii"))
         return digest.hexdigest()
 
 
@@ -241,16 +241,11 @@ def code_version() -> str:
     return _hash_files([PACKAGE / name for name in CODE_MODULES])
 
 
-def default_sample_dir() -> Path:
-    """The sample cohort the recipes train on (via :func:`course_lib.lesson.find_data_dir`)."""
-    from course_lib.lesson import find_data_dir, find_repo_root
-
-    return find_data_dir(find_repo_root())
-
-
-def sample_version(data_dir: Path | None = None) -> str:
+def sample_version(data_dir: Path | None) -> str:
     """sha256 of the sample cohort's training files (``SAMPLE_FILES``) in ``data_dir``."""
-    folder = Path(data_dir) if data_dir is not None else default_sample_dir()
+    if data_dir is None:
+        raise RecipeError("the sample cohort's folder is needed (e.g. LessonContext.data_dir)")
+    folder = Path(data_dir)
     missing = [name for name in SAMPLE_FILES if not (folder / name).is_file()]
     if missing:
         raise RecipeError(f"{folder}: sample cohort files {missing} are missing")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from course_lib.files import replace_dir
+from course_lib.lesson import find_data_dir, find_repo_root
 from course_lib.recipe_runs import (
     REFERENCE_DIR,
     folder_size,
@@ -94,9 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-mb", type=float, default=LIMIT_MB, help="size limit of the store")
     parser.add_argument("--data", type=Path, default=None, help="sample cohort folder")
     args = parser.parse_args(argv)
-    from course_lib.recipes import default_sample_dir
-
-    data_dir = args.data or default_sample_dir()
+    data_dir = args.data or find_data_dir(find_repo_root(ROOT))
     store = ROOT / REFERENCE_DIR
     store.mkdir(exist_ok=True)
     if args.check:
