@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from course_lib.losses import CORE_TERMS, OPTIONAL_TERMS
+from course_lib.mimic import DEFAULT_UNKNOWN_CODES, UNKNOWN_CODES
 from course_lib.presets import get_preset
 from course_lib.weighting import (
     STRATEGIES,
@@ -39,7 +40,7 @@ PromptLocation = Literal["encoder", "decoder", "both", "none"]
 AuxHead = Literal["mlp", "linear"]
 Scheduler = Literal["linear", "cosine", "constant_with_warmup"]
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
-UnknownCodes = Literal["error", "skip"]
+UnknownCodes = Literal[UNKNOWN_CODES]  # the loader's choices: one definition, in mimic.py
 OBJECTIVES = get_args(Objective)
 PROMPT_LOCATIONS = get_args(PromptLocation)
 AUX_HEADS = get_args(AuxHead)
@@ -181,7 +182,9 @@ class TrainConfig:
         None, "torch intra-op threads on a CPU (1 is often fastest)", low=1
     )
     progress: bool = setting(True, "show a progress bar")
-    unknown_codes: UnknownCodes = setting("error", "codes outside ICD-9-CM v32: stop or skip")
+    unknown_codes: UnknownCodes = setting(
+        DEFAULT_UNKNOWN_CODES, "codes outside ICD-9-CM v32 (real MIMIC-III has a few): stop or skip"
+    )
 
     # --- building ----------------------------------------------------------------------
     @classmethod

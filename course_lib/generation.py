@@ -322,14 +322,20 @@ def cohort_demographics(cohort: Cohort) -> pd.DataFrame:
 
 # --- command line -----------------------------------------------------------------------
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from course_lib.cli import add_cohort_arguments
+
     parser.add_argument("--run", required=True, type=Path, help="run folder written by `train`")
     parser.add_argument("--patients", required=True, type=int, help="number of patients")
     parser.add_argument("--out", required=True, type=Path, help="output folder (MIMIC-III layout)")
     parser.add_argument(
-        "--demographics-from",
-        type=Path,
-        default=None,
-        help="copy age/sex from this cohort (MIMIC-III layout) instead of the training distribution",
+        "--overwrite", action="store_true", help="replace the cohort files in a non-empty --out"
+    )
+    add_cohort_arguments(
+        parser,
+        flag="--demographics-from",
+        required=False,
+        help_text="copy age/sex from this cohort (MIMIC-III layout) instead of the training "
+        "distribution",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -341,21 +347,43 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    from course_lib.mimic import load_mimic, write_mimic
+def _check_generate_args(args: argparse.Namespace) -> None:
+    """Every argument and path checked before the run is loaded (UsageError, exit code 2)."""
+    from course_lib.cli import UsageError, check_input_folder, check_output_path
 
-    if args.patients < 1:
-        raise SystemExit(f"--patients must be >= 1, got {args.patients}")
-    if not args.run.is_dir():
-        raise SystemExit(f"--run {args.run}: no such run folder")
+    for flag, value, low in (
+        ("--patients", args.patients, 1),
+        ("--batch-size", args.batch_size, 1),
+    ):
+        if value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+    if not args.temperature > 0:
+        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
+    check_output_path(args.out, "--out", overwrite=args.overwrite)
+    if args.demographics_from is not None:
+        check_input_folder(args.demographics_from, "--demographics-from")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Errors are left to :func:`course_lib.cli.main` (one line): 2 for a bad argument or
+    output path, 1 for a damaged run folder or bad demographics data."""
+    from course_lib.cli import load_cohort_arg
+    from course_lib.mimic import write_mimic
+    from course_lib.runs import RunError
+
+    _check_generate_args(args)
     model, vocabulary, normalizer, _ = Run.load(args.run).parts()
     if args.demographics_from is not None:
-        reference = cohort_demographics(load_mimic(args.demographics_from))
+        reference = cohort_demographics(load_cohort_arg(args, flag="--demographics-from"))
         source = f"cohort {args.demographics_from}"
     else:
         table = args.run / "train_demographics.csv"
         if not table.exists():
-            raise SystemExit(f"{table} is missing: pass --demographics-from DIR")
+            raise RunError(f"{table} is missing: pass --demographics-from DIR")
         reference = pd.read_csv(table)
         source = "the training split"
     if args.demographics_from is not None and args.patients == len(reference):

@@ -13,17 +13,26 @@ import argparse
 import time
 from pathlib import Path
 
-from course_lib.cli import UsageError, check_input_folder
+from course_lib.cli import (
+    UsageError,
+    add_cohort_arguments,
+    check_input_folder,
+    check_output_path,
+    format_notes,
+    unknown_codes_arg,
+)
 from course_lib.cohort import Cohort
 from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
 from course_lib.evaluation.suite import evaluate_cohorts
 from course_lib.generation import generate_patients
-from course_lib.mimic import load_mimic, write_mimic
+from course_lib.mimic import DEFAULT_UNKNOWN_CODES, load_mimic, write_mimic
 from course_lib.presets import get_preset
 from course_lib.runs import Run
 from course_lib.sample_check import default_callbacks
 from course_lib.simulate import simulate_outcomes
 from course_lib.training import TrainConfig, train
+
+PARTS = ("run", "synthetic", "report")  # what the pipeline writes in --out
 
 
 def split_from_run(cohort: Cohort, run_dir: Path) -> dict[str, Cohort]:
@@ -41,12 +50,15 @@ def run_pipeline(
     seed: int = 0,
     validity: bool = False,
     progress: bool = True,
+    unknown_codes: str = DEFAULT_UNKNOWN_CODES,
 ) -> dict:
     """Train, generate and evaluate; returns the flat metrics (also in ``out/report``)."""
     out = Path(out)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    cohort = load_mimic(data)
+    cohort = load_mimic(data, unknown_codes=unknown_codes)
+    if cohort.notes:
+        print(format_notes(cohort.notes), flush=True)
     config = TrainConfig(
         data=str(data),
         out=str(out / "run"),
@@ -55,6 +67,7 @@ def run_pipeline(
         epochs=epochs,
         seed=seed,
         progress=progress,
+        unknown_codes=unknown_codes,
     )
     print(f"[1/3] training preset {preset!r} on {len(cohort):,} patients -> {config.out}")
     result = train(config, cohort, overwrite=True, callbacks=default_callbacks(config))
@@ -119,7 +132,7 @@ def run_pipeline(
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="cohort in the MIMIC-III layout")
+    add_cohort_arguments(parser, help_text="cohort in the MIMIC-III layout")
     parser.add_argument(
         "--out", required=True, type=Path, help="folder for run, synthetic data and report"
     )
@@ -136,6 +149,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     """Bad arguments are a :class:`~course_lib.cli.UsageError` (exit code 2), before any work."""
     check_input_folder(args.data, "--data")
+    # the run, the synthetic cohort and the report are replaced in place when re-run
+    check_output_path(args.out, "--out", allow_nonempty=True)
+    for part in PARTS:
+        check_output_path(args.out / part, "--out", allow_nonempty=True)
     try:
         get_preset(args.preset)
     except ValueError as error:
@@ -152,5 +169,6 @@ def run_cli(args: argparse.Namespace) -> int:
         seed=args.seed,
         validity=args.validity,
         progress=not args.no_progress,
+        unknown_codes=unknown_codes_arg(args),
     )
     return 0

@@ -502,10 +502,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from course_lib.cli import check_output_path
     from course_lib.mimic import write_mimic
 
-    if args.out.exists() and not args.out.is_dir():
-        raise SystemExit(f"course_lib simulate: error: --out {args.out} exists and is not a folder")
+    # the draw is deterministic: re-running into the same folder rewrites the same files
+    check_output_path(args.out, "--out", allow_nonempty=True)
     cohort = simulate_cohort(args.patients, args.seed)
     write_mimic(cohort, args.out)
     n_visits = sum(len(p.visits) for p in cohort)

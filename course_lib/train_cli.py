@@ -8,39 +8,31 @@ callbacks (the sample check of :mod:`course_lib.sample_check`).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from accelerate import PartialState
 
-from course_lib.config import TrainConfigError, config_from_args, configure_parser
-from course_lib.runs import RunError
+from course_lib.cli import check_input_folder, check_output_path
+from course_lib.config import config_from_args, configure_parser
 from course_lib.sample_check import default_callbacks
-from course_lib.training import NonFiniteLossError, train
+from course_lib.training import train
 
 __all__ = ["configure_parser", "run_cli"]
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    """Exit code 2 for a bad setting or run folder, 1 when training hit a non-finite loss."""
-    try:
-        config = config_from_args(args)
-        if config.data is None:
-            raise TrainConfigError("--data is required (a folder in the MIMIC-III CSV layout)")
-        if not Path(config.data).is_dir():
-            raise TrainConfigError(f"--data {config.data}: no such folder")
-        result = train(
-            config,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            callbacks=default_callbacks(config),
-        )
-    except (TrainConfigError, RunError) as error:
-        print(f"course_lib train: error: {error}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as error:
-        print(f"course_lib train: {error}", file=sys.stderr)
-        return 1
+    """Train from the flags; every path is checked before any work starts.
+
+    Errors are left to :func:`course_lib.cli.main`, which makes them one line: exit code 2
+    for a bad setting or path (``TrainConfigError``, ``UsageError``, ``ResumeError``), 1 for
+    bad data, a damaged or locked run folder, or a non-finite loss.
+    """
+    config = config_from_args(args)
+    check_input_folder(config.data, "--data")
+    # --resume continues a non-empty run; --overwrite replaces one (swapped in when complete)
+    check_output_path(config.out, "--out", overwrite=args.overwrite, allow_nonempty=args.resume)
+    result = train(
+        config, resume=args.resume, overwrite=args.overwrite, callbacks=default_callbacks(config)
+    )
     if PartialState().is_main_process:
         best = "n/a" if result.best_val_lm is None else f"{result.best_val_lm:.4f}"
         print(

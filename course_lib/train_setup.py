@@ -23,6 +23,7 @@ from transformers import get_scheduler
 
 from course_lib import checkpoint, losses
 from course_lib.checkpoint import LoopState
+from course_lib.cli import format_notes
 from course_lib.cohort import Cohort
 from course_lib.config import TrainConfig, make_loss_weighting
 from course_lib.dataset import (
@@ -102,10 +103,16 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
 def prepare_data(
     config: TrainConfig, data: Cohort | str | os.PathLike, run_dir: Path, resume: bool, main: bool
 ) -> tuple[Vocabulary, PatientDataset, PatientDataset]:
-    """Split the cohort; build (or, resuming, read) the vocabulary and the normaliser."""
-    cohort = (
-        data if isinstance(data, Cohort) else load_mimic(data, unknown_codes=config.unknown_codes)
-    )
+    """Split the cohort; build (or, resuming, read) the vocabulary and the normaliser.
+
+    A folder read here has its loader notes (rows skipped and why, the age mapping) printed
+    once, by the main process, so that a real download's skipped codes never go unseen."""
+    if isinstance(data, Cohort):
+        cohort = data
+    else:
+        cohort = load_mimic(data, unknown_codes=config.unknown_codes)
+        if main and cohort.notes:
+            print(format_notes(cohort.notes), flush=True)
     parts = split_cohort(cohort, seed=config.seed, fractions=config.split_fractions)
     splits = dict(zip(("train", "val", "test"), parts, strict=True))
     if resume:

@@ -208,8 +208,11 @@ def test_cli_writes_a_cohort_that_loads_back_unchanged(tmp_path, capsys):
     pd.testing.assert_frame_equal(loaded.outcomes, expected.outcomes)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(SystemExit, match="not a folder"):
-        main(["simulate", "--patients", "5", "--out", str(blocker)])
+    capsys.readouterr()
+    assert main(["simulate", "--patients", "5", "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"course_lib simulate: error: --out {blocker}: exists and is a file")
+    assert len(err.splitlines()) == 1
     assert blocker.read_text() == "not a folder"
 
 
