@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,8 +29,10 @@ from course_lib.mimic import write_mimic
 from course_lib.simulate import simulate_cohort
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Headline keys that need the model (--run): absent from a report without it.
+RUN_KEYS = ("mia_likelihood_auc", "perplexity", "unigram_perplexity")
 # Keys that must have a floor in report.json when a reference sample exists.
-FLOOR_KEYS = [key for key in HEADLINE_KEYS if key != "trtr_auroc"]
+FLOOR_KEYS = [key for key in HEADLINE_KEYS if key not in ("trtr_auroc", *RUN_KEYS)]
 
 
 def _strict_json(path: Path) -> dict:
@@ -78,7 +81,8 @@ def test_cli_writes_json_markdown_and_figures(full_report) -> None:
     out, stdout = full_report
     report = _strict_json(out / "report.json")
     for key in HEADLINE_KEYS:
-        assert key in report, key
+        assert (key in report) == (key not in RUN_KEYS), key
+    assert any("need the model (--run)" in note for note in report["notes"])
     for key in FLOOR_KEYS:
         assert isinstance(report[f"{key}_floor"], float), key
     # The second simulator draw scores near its own floor: no alarm, finite numbers.
@@ -93,7 +97,7 @@ def test_cli_writes_json_markdown_and_figures(full_report) -> None:
         assert isinstance(report[key], float), key
     assert "tstr_auroc" not in report  # needs outcome-conditioned generation: not faked
     # Every metric with a value has its interval, and the interval holds the value.
-    for key in HEADLINE_KEYS:
+    for key in FLOOR_KEYS:
         low, high = report[f"{key}_ci"]
         assert low <= report[key] + 1e-9 and report[key] - 1e-9 <= high, key
     assert any("simulate_outcomes(patients, seed=3)" in note for note in report["notes"])
@@ -332,21 +336,83 @@ def test_reference_overlapping_real_is_refused(small_folders) -> None:
         )
 
 
+def _main(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("course_lib evaluate: error: ")
+    return lines[0]
+
+
 def test_cli_reports_bad_input_without_writing(small_folders, tmp_path, capsys) -> None:
     out = tmp_path / "report"
     argv = ["evaluate", "--real", str(small_folders["real"])]
     argv += ["--synthetic", str(tmp_path / "nowhere"), "--out", str(out)]
-    with pytest.raises(SystemExit) as raised:
-        cli.main(argv)
-    message = str(raised.value.code)
-    assert message.startswith("course_lib evaluate: error: synthetic folder")
-    assert "nowhere" in message and "MIMIC-III layout" in message
+    code, stdout, err = _main(argv, capsys)
+    assert code == 2  # a bad argument
+    line = _error_line(err)
+    assert f"--synthetic {tmp_path / 'nowhere'}: no such folder" in line
+    assert "MIMIC-III layout" in line and stdout == ""
     assert not out.exists()
     bad_seed = ["evaluate", "--real", str(small_folders["real"]), "--synthetic"]
     bad_seed += [str(small_folders["other"]), "--out", str(out), "--seed", "-1"]
-    with pytest.raises(SystemExit):
-        cli.main(bad_seed)
-    assert "non-negative integer" in capsys.readouterr().err
+    code, _, err = _main(bad_seed, capsys)
+    assert code == 2 and "--seed -1: expected an integer >= 0" in _error_line(err)
+    assert not out.exists()
+
+
+def test_out_is_checked_before_any_work(small_folders, tmp_path, capsys, monkeypatch) -> None:
+    def never(*args, **kwargs):
+        raise AssertionError("the evaluation ran before --out was checked")
+
+    monkeypatch.setattr(report_module, "evaluate_folders", never)
+    base = ["evaluate", "--real", str(small_folders["real"])]
+    base += ["--synthetic", str(small_folders["other"]), "--no-figures"]
+    (tmp_path / "file").write_text("x")
+    code, _, err = _main([*base, "--out", str(tmp_path / "file")], capsys)
+    assert code == 2 and "--out" in err and "exists and is a file" in _error_line(err)
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "report.json").write_text("{}")
+    code, _, err = _main([*base, "--out", str(earlier)], capsys)
+    assert code == 2 and "pass --overwrite to replace it" in _error_line(err)
+    assert (earlier / "report.json").read_text() == "{}"  # untouched
+    code, _, err = _main(
+        [*base, "--out", str(tmp_path / "o"), "--likelihood-patients", "0"], capsys
+    )
+    assert code == 2 and "--likelihood-patients 0" in _error_line(err)
+    code, _, err = _main([*base, "--out", str(tmp_path / "o"), "--run", str(tmp_path)], capsys)
+    assert code == 1  # an existing folder that is not a run: the run's own error (data)
+    assert "config.yaml is missing" in _error_line(err)
+    monkeypatch.undo()
+    code, _, _ = _main([*base, "--out", str(earlier), "--overwrite"], capsys)
+    assert code == 0 and "js_divergence" in (earlier / "report.json").read_text()
+
+
+def test_unknown_codes_flag_reaches_the_loader(small_folders, tmp_path, capsys) -> None:
+    def spoil_two(codes: pd.Series) -> pd.Series:
+        spoiled = codes.copy()
+        spoiled.iloc[[3, 7]] = "99999"  # a code outside ICD-9-CM v32, as real exports hold
+        return spoiled
+
+    folder = _copy_with_codes(small_folders["other"], tmp_path / "two", spoil_two)
+    argv = ["evaluate", "--real", str(small_folders["real"]), "--synthetic", str(folder)]
+    argv += ["--no-figures", "--unknown-codes"]
+    code, stdout, err = _main([*argv, "error", "--out", str(tmp_path / "a")], capsys)
+    assert code == 1  # bad data
+    line = _error_line(err)
+    assert f"synthetic folder {folder}" in line and "99999" in line
+    assert stdout == "" and not (tmp_path / "a").exists()
+    code, _, err = _main([*argv, "skip", "--out", str(tmp_path / "b")], capsys)
+    assert code == 0, err
+    report = _strict_json(tmp_path / "b" / "report.json")
+    assert any("synthetic: DIAGNOSES_ICD.csv: skipped 2 rows" in n for n in report["notes"])
+    assert report["unknown_code_rate"] > 0
 
 
 def test_report_module_is_the_cli_target() -> None:
@@ -374,13 +440,11 @@ def _evaluate_argv(real: Path, synthetic: Path, out: Path) -> list[str]:
     return ["evaluate", "--real", str(real), "--synthetic", str(synthetic), "--out", str(out)]
 
 
-def test_synthetic_equal_to_real_is_refused_in_one_line(small_folders, tmp_path) -> None:
+def test_synthetic_equal_to_real_is_refused_in_one_line(small_folders, tmp_path, capsys) -> None:
     argv = _evaluate_argv(small_folders["real"], small_folders["real"], tmp_path / "out")
-    with pytest.raises(SystemExit) as raised:
-        cli.main(argv)
-    message = str(raised.value.code)
-    assert "\n" not in message
-    assert "100% of its patients are records of the real folder" in message
+    code, _, err = _main(argv, capsys)
+    assert code == 1  # bad data, not a bad flag
+    assert "100% of its patients are records of the real folder" in _error_line(err)
     assert not (tmp_path / "out").exists()
 
 
@@ -425,3 +489,126 @@ def test_half_copied_training_split_fires_the_privacy_alarm(folders, tmp_path) -
     privacy = [alarm for alarm in report["alarms"] if alarm.startswith("privacy:")]
     assert [alarm.split()[1] for alarm in privacy] == ["exact_copy_rate", "dcr_holdout_share"]
     assert "! privacy: exact_copy_rate" in stdout.getvalue()
+
+
+# ------------------------------------------------------------------------------ likelihood (--run)
+
+TINY_MODEL = {
+    "d_model": 16,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "ffn_dim": 32,
+    "attention_heads": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict[str, Path]:
+    """A run trained for 2 steps on 150 simulated patients (the plumbing, not a good model),
+    its splits written as folders, and a second simulator draw as the synthetic cohort."""
+    import torch
+
+    from course_lib.mimic import load_mimic
+    from course_lib.runs import Run
+    from course_lib.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("likelihood")
+    paths = {"cohort": root / "cohort", "run": root / "run", "synthetic": root / "synthetic"}
+    write_mimic(simulate_cohort(150, 21), paths["cohort"])
+    write_mimic(_without_outcomes(simulate_cohort(40, 22)), paths["synthetic"])
+    cohort = load_mimic(paths["cohort"])
+    config = TrainConfig(
+        data=str(paths["cohort"]), out=str(paths["run"]), batch_size=8, max_length=48,
+        model=dict(TINY_MODEL), sample_every_epoch=0, patience=None, log_every=1,
+        progress=False, max_steps=2,
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng():
+            train(config, cohort)
+    finally:
+        torch.set_num_threads(threads)
+    for name, split in Run.load(paths["run"]).splits(cohort).items():
+        paths[name] = root / name
+        write_mimic(split, paths[name])
+    return paths
+
+
+def test_likelihood_inputs_score_each_side_capped_and_seeded(tiny_run) -> None:
+    from course_lib.evaluation.likelihood import patient_log_likelihoods, perplexity
+    from course_lib.mimic import load_mimic
+    from course_lib.runs import Run
+
+    run = Run.load(tiny_run["run"])
+    real, reference = load_mimic(tiny_run["test"]), load_mimic(tiny_run["val"])
+    n_train = len(run.split_ids["train"])
+    inputs = report_module.likelihood_inputs(run, real, reference, max_patients=10, seed=1)
+    assert set(inputs) == {"train", "real", "reference"}
+    assert [len(inputs[role]) for role in ("train", "real", "reference")] == [
+        10,
+        min(10, len(real)),
+        min(10, len(reference)),
+    ]
+    assert all(np.all(scores < 0) for scores in inputs.values())  # log-probabilities
+    again = report_module.likelihood_inputs(run, real, reference, max_patients=10, seed=1)
+    assert np.array_equal(again["train"], inputs["train"])  # seeded sample
+    assert f"10 of {n_train} train" in inputs.notes[0] and "at most 10 patients" in inputs.notes[0]
+    # Uncapped, the perplexity is that of the whole real cohort, and the train side is read
+    # from the run's own data folder (no train cohort given).
+    whole = report_module.likelihood_inputs(run, real, max_patients=10_000)
+    assert len(whole["train"]) == n_train and "reference" not in whole
+    model, vocabulary, normalizer, config = run.parts()
+    table = patient_log_likelihoods(model, vocabulary, normalizer, real, max_length=48)
+    assert whole.metrics["perplexity"] == pytest.approx(perplexity(table), rel=1e-5)
+    low, high = whole.intervals["perplexity"]
+    assert low <= whole.metrics["perplexity"] <= high
+    assert whole.metrics["unigram_perplexity"] > 1 and whole.metrics["perplexity_train"] > 1
+
+
+def test_likelihood_inputs_refuse_training_patients_as_held_out(tiny_run) -> None:
+    from course_lib.mimic import load_mimic
+
+    train = load_mimic(tiny_run["train"])
+    with pytest.raises(EvaluationInputError, match=r"real patients: \d+ SUBJECT_IDs are in the"):
+        report_module.likelihood_inputs(tiny_run["run"], train)
+    unrelated = simulate_cohort(20, 23)
+    with pytest.raises(EvaluationInputError, match=r"none of its \d+ training patients"):
+        report_module.likelihood_inputs(
+            tiny_run["run"], load_mimic(tiny_run["test"]), train_cohort=unrelated
+        )
+
+
+def test_evaluate_with_run_reports_likelihood_metrics(tiny_run, tmp_path, capsys) -> None:
+    out = tmp_path / "report"
+    argv = ["evaluate", "--real", str(tiny_run["test"]), "--synthetic"]
+    argv += [str(tiny_run["synthetic"]), "--train", str(tiny_run["train"]), "--reference"]
+    argv += [str(tiny_run["val"]), "--run", str(tiny_run["run"]), "--out", str(out)]
+    argv += ["--no-figures", "--likelihood-patients", "12", "--seed", "2"]
+    code = cli.main(argv)
+    stdout = capsys.readouterr().out
+    assert code == 0
+    report = _strict_json(out / "report.json")
+    from course_lib.evaluation.privacy import mia_likelihood_auc
+    from course_lib.mimic import load_mimic
+
+    inputs = report_module.likelihood_inputs(
+        tiny_run["run"],
+        load_mimic(tiny_run["test"]),
+        load_mimic(tiny_run["val"]),
+        12,
+        train_cohort=load_mimic(tiny_run["train"]),
+        seed=2,
+    )
+    expected, _ = mia_likelihood_auc(inputs["train"], inputs["real"], seed=2)
+    assert report["mia_likelihood_auc"] == pytest.approx(expected)
+    assert 0 <= report["mia_likelihood_auc_floor"] <= 1
+    assert report["perplexity"] == pytest.approx(inputs.metrics["perplexity"])
+    assert report["unigram_perplexity"] == pytest.approx(inputs.metrics["unigram_perplexity"])
+    for key in ("mia_likelihood_auc", "perplexity"):
+        low, high = report[f"{key}_ci"]
+        assert low <= report[key] <= high, key
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "| perplexity |" in markdown and "| unigram_perplexity |" in markdown
+    assert "at most 12 patients per side" in markdown
+    assert "mia_likelihood_auc" in stdout and "perplexity" in stdout

@@ -8,13 +8,18 @@ is an :class:`EvaluationInputError` naming the folder and what was expected.
 
 Without ``--reference`` the real folder is split at random into two disjoint halves (real test
 sample, reference for the floors); the notes say which.
+
+With a trained run, :func:`likelihood_inputs` scores patients with the model's own
+log-likelihood (``mia_likelihood_auc``, ``perplexity`` beside ``unigram_perplexity``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from course_lib import icd9
@@ -22,7 +27,12 @@ from course_lib.cohort import Cohort
 from course_lib.evaluation.floor import disjoint_splits
 from course_lib.evaluation.privacy import visit_signature
 from course_lib.evaluation.suite import Evaluation, evaluate_cohorts
+from course_lib.evaluation.uncertainty import Interval, bootstrap_records
 from course_lib.evaluation.utility import DEFAULT_OUTCOME, OutcomeLabeler
+from course_lib.mimic import DEFAULT_UNKNOWN_CODES
+
+if TYPE_CHECKING:
+    from course_lib.runs import Run
 
 MIMIC_FILES = "PATIENTS.csv, ADMISSIONS.csv and DIAGNOSES_ICD.csv"
 # A folder whose diagnosis codes are more than this share unknown to ICD-9-CM v32 is taken to
@@ -35,6 +45,9 @@ SIMULATOR_OUTCOME_COLUMNS = ("LVEF_REDUCED", "EVENT_DAYS", "EVENT_OBSERVED", "RI
 # Synthetic records identical to records of one real cohort above this share are refused: the
 # "generator" returned the data itself (a model that memorises shows up in the privacy alarm).
 MAX_IDENTICAL_SHARE = 0.95
+# Patients per side (train, real, reference) scored with the model's log-likelihood: enough
+# for an AUROC to +-0.03, few enough to keep the evaluation within seconds on a CPU.
+LIKELIHOOD_PATIENTS = 500
 
 
 class EvaluationInputError(ValueError):
@@ -68,9 +81,12 @@ def _diagnosis_codes(directory: Path) -> pd.Series:
     return codes[codes != ""]
 
 
-def load_folder(directory: str | Path, role: str) -> tuple[Cohort, float]:
+def load_folder(
+    directory: str | Path, role: str, unknown_codes: str = DEFAULT_UNKNOWN_CODES
+) -> tuple[Cohort, float]:
     """Load one MIMIC-III folder for the evaluation; return the cohort and the share of its
-    diagnosis codes that are not ICD-9-CM v32 (dropped).
+    diagnosis codes that are not ICD-9-CM v32 (dropped with ``unknown_codes="skip"``;
+    ``"error"`` stops at the first, as ``--unknown-codes``).
 
     ``role`` (real, synthetic, train, reference) names the folder in every error.
     """
@@ -83,7 +99,7 @@ def load_folder(directory: str | Path, role: str) -> tuple[Cohort, float]:
             f"{where}: not found (expected a folder in the MIMIC-III layout with {MIMIC_FILES})"
         )
     try:
-        cohort = load_mimic(directory, unknown_codes="skip")
+        cohort = load_mimic(directory, unknown_codes=unknown_codes)
     except MimicFormatError as error:
         raise EvaluationInputError(f"{where}: {error}") from error
     codes = _diagnosis_codes(directory)
@@ -173,12 +189,13 @@ def load_folders(
     synthetic_dir: str | Path,
     train_dir: str | Path | None = None,
     reference_dir: str | Path | None = None,
+    unknown_codes: str = DEFAULT_UNKNOWN_CODES,
 ) -> LoadedFolders:
     """Load every folder and run the checks of the module docstring."""
     real_dir, synthetic_dir = Path(real_dir), Path(synthetic_dir)
     real_where = f"real folder {real_dir}"
-    real, _ = load_folder(real_dir, "real")
-    synthetic, unknown = load_folder(synthetic_dir, "synthetic")
+    real, _ = load_folder(real_dir, "real", unknown_codes)
+    synthetic, unknown = load_folder(synthetic_dir, "synthetic", unknown_codes)
     synthetic_where = f"synthetic folder {synthetic_dir}"
     check_shared_codes(synthetic, real, synthetic_where, real_where)
     check_not_a_copy(synthetic, real, synthetic_where, real_where)
@@ -186,7 +203,7 @@ def load_folders(
     for role, directory in (("train", train_dir), ("reference", reference_dir)):
         if directory is None:
             continue
-        cohort, _ = load_folder(directory, role)
+        cohort, _ = load_folder(directory, role, unknown_codes)
         where = f"{role} folder {directory}"
         check_shared_codes(cohort, real, where, real_where)
         check_disjoint(cohort, real, where, real_where)
@@ -261,6 +278,130 @@ def simulator_labeler(loaded: LoadedFolders, seed: int) -> OutcomeLabeler | None
     return labeler
 
 
+class LikelihoodInputs(dict):
+    """``{"train", "real"[, "reference"]} -> per-token log-likelihoods`` (numpy arrays): the
+    mapping ``evaluate_cohorts(log_likelihoods=...)`` takes. It also carries ``metrics``
+    (``perplexity``, ``perplexity_train``, ``unigram_perplexity``), their ``intervals`` and
+    ``notes``, which the suite does not compute: add them to the evaluation's."""
+
+    def __init__(
+        self,
+        scores: dict[str, np.ndarray],
+        metrics: dict[str, float],
+        intervals: dict[str, Interval],
+        notes: list[str],
+    ):
+        super().__init__(scores)
+        self.metrics, self.intervals, self.notes = metrics, intervals, notes
+
+
+def _capped(cohort: Cohort, max_patients: int, rng: np.random.Generator) -> Cohort:
+    if len(cohort) <= max_patients:
+        return cohort
+    rows = np.sort(rng.choice(len(cohort), max_patients, replace=False))
+    return Cohort([cohort.patients[row] for row in rows])
+
+
+def _run_training_data(run: Run) -> Cohort:
+    """The cohort the run was trained on, read from its config's ``data`` folder."""
+    from course_lib.mimic import load_mimic
+
+    data = run.config.data
+    if not data or not Path(data).is_dir():
+        raise EvaluationInputError(
+            f"run {run.path}: its training data {data!r} (config.yaml 'data') is not a folder "
+            "here; pass the run's training patients as the train folder (--train)"
+        )
+    return load_mimic(data, unknown_codes=run.config.unknown_codes)
+
+
+def _held_out(cohort: Cohort, role: str, train_ids: set[int], run: Run) -> None:
+    seen = {p.subject_id for p in cohort} & train_ids
+    if seen:
+        raise EvaluationInputError(
+            f"{role} patients: {len(seen)} SUBJECT_IDs are in the training split of run "
+            f"{run.path} (e.g. {min(seen)}); expected patients the model never saw (the run's "
+            "test or validation split), or the likelihood attack compares members with members"
+        )
+
+
+def likelihood_inputs(
+    run: Run | str | Path,
+    real_cohort: Cohort,
+    reference_cohort: Cohort | None = None,
+    max_patients: int = LIKELIHOOD_PATIENTS,
+    *,
+    train_cohort: Cohort | None = None,
+    seed: int = 0,
+) -> LikelihoodInputs:
+    """The model's per-patient log-likelihoods (:mod:`course_lib.evaluation.likelihood`) of the
+    run's training patients, of ``real_cohort`` (held out) and of ``reference_cohort``, at most
+    ``max_patients`` each (a seeded random sample), for ``mia_likelihood_auc``; and the
+    held-out ``perplexity`` with the ``unigram_perplexity`` baseline on the same patients.
+
+    The training patients are the run's train split of ``train_cohort`` (default: the run's
+    own data folder). Real and reference patients must be outside that split.
+    """
+    from course_lib.evaluation.likelihood import (
+        patient_log_likelihoods,
+        perplexity,
+        unigram_perplexity,
+    )
+    from course_lib.runs import Run
+
+    if max_patients < 1:
+        raise ValueError(f"max_patients must be >= 1, got {max_patients}")
+    run = run if isinstance(run, Run) else Run.load(run)
+    train_ids = set(run.split_ids["train"])
+    for role, cohort in (("real", real_cohort), ("reference", reference_cohort)):
+        if cohort is not None:
+            _held_out(cohort, role, train_ids, run)
+    train = run.split(
+        train_cohort if train_cohort is not None else _run_training_data(run), "train"
+    )
+    if len(train) == 0:
+        raise EvaluationInputError(
+            f"run {run.path}: none of its {len(train_ids)} training patients (splits.json) is "
+            "in the train cohort given (expected the data the run was trained on)"
+        )
+    rng = np.random.default_rng(seed)
+    sides = {"train": train, "real": real_cohort, "reference": reference_cohort}
+    samples = {role: _capped(c, max_patients, rng) for role, c in sides.items() if c is not None}
+    model, vocabulary, normalizer, config = run.parts()
+    tables = {
+        role: patient_log_likelihoods(
+            model, vocabulary, normalizer, sample, max_length=config.max_length
+        )
+        for role, sample in samples.items()
+    }
+    real = tables["real"]
+    metrics = {
+        "perplexity": perplexity(real),
+        "perplexity_train": perplexity(tables["train"]),
+        "unigram_perplexity": unigram_perplexity(
+            train, samples["real"], vocabulary, normalizer, max_length=config.max_length
+        ),
+    }
+    totals, counts = real["log_likelihood"].to_numpy(), real["n_tokens"].to_numpy()
+    interval = bootstrap_records(
+        lambda rows: float(np.exp(-totals[rows].sum() / max(counts[rows].sum(), 1))),
+        len(real),
+        seed=seed,
+    )
+    sizes = ", ".join(f"{len(samples[role])} of {len(sides[role])} {role}" for role in samples)
+    note = (
+        f"Likelihood (run {run.path}): the model's log-likelihood of at most {max_patients} "
+        f"patients per side, drawn at random (seed {seed}): {sizes} patients. "
+        "mia_likelihood_auc: AUROC of the per-token log-likelihood, training vs real test "
+        "patients (floor: reference vs real test, about 0.5). perplexity: exp(-log-likelihood "
+        "per token) on the real test patients (perplexity_train: on the training patients); "
+        "unigram_perplexity: the training patients' token frequencies on the same real test "
+        "patients, the baseline a model must beat."
+    )
+    scores = {role: table["per_token"].to_numpy() for role, table in tables.items()}
+    return LikelihoodInputs(scores, metrics, {"perplexity": interval}, [note])
+
+
 def evaluate_folders(
     real_dir: str | Path,
     synthetic_dir: str | Path,
@@ -268,14 +409,19 @@ def evaluate_folders(
     train_dir: str | Path | None = None,
     reference_dir: str | Path | None = None,
     seed: int = 0,
+    unknown_codes: str = DEFAULT_UNKNOWN_CODES,
+    run: Run | str | Path | None = None,
+    likelihood_patients: int = LIKELIHOOD_PATIENTS,
 ) -> FolderEvaluation:
     """Load the folders, check they fit together, and evaluate with floors.
 
     ``unknown_code_rate`` is the share of the synthetic folder's codes outside ICD-9-CM v32
-    (the loader drops them, so the cohort itself would show 0). Raises
+    (the loader drops them, so the cohort itself would show 0). With ``run`` (a trained run
+    folder or :class:`~course_lib.runs.Run`), the likelihood metrics of
+    :func:`likelihood_inputs` are added, ``likelihood_patients`` per side. Raises
     :class:`EvaluationInputError` naming the folder at fault.
     """
-    loaded = load_folders(real_dir, synthetic_dir, train_dir, reference_dir)
+    loaded = load_folders(real_dir, synthetic_dir, train_dir, reference_dir, unknown_codes)
     split_reference(loaded, Path(real_dir), seed)
     if reference_dir is not None:
         loaded.notes.append(
@@ -287,6 +433,18 @@ def evaluate_folders(
             "No train folder: privacy metrics and trtr_auroc are null, pair statistics "
             "come from the real test sample."
         )
+    inputs = LikelihoodInputs({}, {}, {}, [])
+    if run is None:
+        loaded.notes.append("No run: mia_likelihood_auc and perplexity need the model (--run).")
+    else:
+        inputs = likelihood_inputs(
+            run,
+            loaded.real,
+            loaded.reference,
+            likelihood_patients,
+            train_cohort=loaded.train,
+            seed=seed,
+        )
     evaluation = evaluate_cohorts(
         loaded.synthetic,
         loaded.real,
@@ -294,15 +452,16 @@ def evaluate_folders(
         reference=loaded.reference,
         outcome_labeler=labeler,
         seed=seed,
+        log_likelihoods=inputs or None,
     )
-    metrics = dict(evaluation.metrics)
+    metrics = dict(evaluation.metrics) | inputs.metrics
     metrics["unknown_code_rate"] = loaded.synthetic_unknown
     return FolderEvaluation(
         metrics,
         list(evaluation.alarms),
         evaluation.n_patients,
-        intervals=dict(evaluation.intervals),
-        notes=[*loaded.notes, *evaluation.notes],
+        intervals=dict(evaluation.intervals) | inputs.intervals,
+        notes=[*loaded.notes, *inputs.notes, *evaluation.notes],
         real=loaded.real,
         synthetic=loaded.synthetic,
         reference=loaded.reference,

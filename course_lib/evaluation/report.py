@@ -8,6 +8,10 @@ them), runs :func:`course_lib.evaluation.evaluate_cohorts` and writes a report f
     REPORT/report.md      tables: metric, value, interval, floor, ratio, goal; alarms; notes
     REPORT/figures/*.png  the figures of :mod:`course_lib.evaluation.plots`
 
+With ``--run RUN`` (the trained run that generated the cohort) the model's own
+log-likelihood adds ``mia_likelihood_auc`` and ``perplexity`` (beside ``unigram_perplexity``),
+scored on at most ``--likelihood-patients`` patients per side.
+
 Every number is read against its **floor**, the same metric for a second real sample, and
 with its bootstrap **interval** (:mod:`course_lib.evaluation.uncertainty`): a value whose
 interval contains the floor is as good as real data.
@@ -22,33 +26,54 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from course_lib.cli import (
+    UsageError,
+    add_cohort_arguments,
+    check_input_folder,
+    check_output_path,
+    unknown_codes_arg,
+)
 from course_lib.cohort import Cohort
 from course_lib.evaluation.folders import (
+    LIKELIHOOD_PATIENTS,
     SIMULATOR_OUTCOME_COLUMNS,
     EvaluationInputError,
     FolderEvaluation,
+    LikelihoodInputs,
     evaluate_folders,
     is_simulated_cohort,
+    likelihood_inputs,
     load_folder,
 )
-from course_lib.evaluation.suite import PRIVACY_KEYS, SEQUENCE_KEYS, UTILITY_KEYS
+from course_lib.evaluation.report_format import (
+    FAMILIES,
+    GOALS,
+    HEADLINE_KEYS,
+    format_report_table,
+    goal_results,
+    report_json,
+    report_markdown,
+)
 from course_lib.files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
+    "FAMILIES",
+    "GOALS",
+    "HEADLINE_KEYS",
     "SIMULATOR_OUTCOME_COLUMNS",
     "EvaluationInputError",
     "FolderEvaluation",
+    "LikelihoodInputs",
     "evaluate_folders",
     "format_report_table",
+    "goal_results",
     "is_simulated_cohort",
+    "likelihood_inputs",
     "load_folder",
     "save_figure",
     "write_report",
@@ -57,281 +82,6 @@ __all__ = [
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 FIGURES_DIR = "figures"
-
-# The issue's headline metrics, in report order.
-HEADLINE_KEYS = (
-    "detection_auc",
-    "alpha_precision",
-    "beta_recall",
-    "authenticity",
-    "js_divergence",
-    "top100_overlap",
-    "cooccurrence_score",
-    "unigram_r2",
-    "pair_r2",
-    "sequential_r2",
-    "jaccard",
-    "visits_per_patient_wasserstein",
-    "codes_per_visit_wasserstein",
-    "days_between_visits_wasserstein",
-    "age_violation_rate",
-    "sex_violation_rate",
-    "duplicate_rate",
-    "unique_codes",
-    "coverage",
-    "top_code_share",
-    "exact_copy_rate",
-    "dcr_holdout_share",
-    "mia_accuracy",
-    "attribute_inference_f1",
-    "tstr_oracle_auroc",
-    "trtr_auroc",
-    "augmentation_auroc",
-)
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "Fidelity": ("detection_auc", "alpha_precision", "beta_recall", "authenticity"),
-    "Coherence": (
-        "js_divergence",
-        "js_distance",
-        "top100_overlap",
-        "cooccurrence_score",
-        "npmi",
-        "unigram_r2",
-        "pair_r2",
-        "sequential_r2",
-        "jaccard",
-    ),
-    "Sequence": SEQUENCE_KEYS,
-    "Validity": (
-        "age_violation_rate",
-        "age_violation_patient_rate",
-        "sex_violation_rate",
-        "sex_violation_patient_rate",
-        "unknown_code_rate",
-        "duplicate_rate",
-        "cross_visit_repeat_rate",
-    ),
-    "Diversity": (
-        "unique_codes",
-        "coverage",
-        "top_code_share",
-        "codes_per_patient_mean",
-        "codes_per_patient_std",
-        "codes_per_patient_wasserstein",
-        "chapters_per_patient_mean",
-        "chapters_per_patient_std",
-        "chapters_per_patient_wasserstein",
-        "chapters_per_patient_mode_share",
-        "unique_codes_real",
-        "top_code_share_real",
-        "chapters_per_patient_std_real",
-        "chapters_per_patient_mode_share_real",
-    ),
-    "Privacy": PRIVACY_KEYS,
-    "Utility": UTILITY_KEYS,
-}
-
-
-# ------------------------------------------------------------------------------ goals
-
-
-@dataclass(frozen=True)
-class Goal:
-    """A target from the course's issue: ``met(value, floor)`` is None when it cannot be
-    judged (a NaN value, or a relative goal without a floor)."""
-
-    text: str
-    met: Callable[[float, float], bool | None]
-
-
-def _absolute(test: Callable[[float], bool]) -> Callable[[float, float], bool | None]:
-    return lambda value, floor: None if math.isnan(value) else bool(test(value))
-
-
-def _js_goal(value: float, floor: float) -> bool | None:
-    if math.isnan(value) or math.isnan(floor):
-        return None
-    return value <= 1.5 * floor
-
-
-GOALS: dict[str, Goal] = {
-    "detection_auc": Goal("<= 0.6", _absolute(lambda value: value <= 0.6)),
-    "js_divergence": Goal("<= 1.5x floor", _js_goal),
-    "top100_overlap": Goal(">= 0.85", _absolute(lambda value: value >= 0.85)),
-    "age_violation_rate": Goal("< 0.5%", _absolute(lambda value: value < 0.005)),
-    "sex_violation_rate": Goal("< 0.1%", _absolute(lambda value: value < 0.001)),
-    "duplicate_rate": Goal("0%", _absolute(lambda value: value == 0.0)),
-    "coverage": Goal(">= 70%", _absolute(lambda value: value >= 0.70)),
-}
-
-
-def goal_results(evaluation: Mapping[str, float]) -> dict[str, bool | None]:
-    """``metric -> met`` for every goal whose metric the evaluation has."""
-    return {
-        key: goal.met(float(evaluation[key]), float(evaluation.get(f"{key}_floor", math.nan)))
-        for key, goal in GOALS.items()
-        if key in evaluation
-    }
-
-
-# ------------------------------------------------------------------------------ formatting
-
-
-def _number(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "n/a"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value == int(value) and abs(value) >= 1:
-        return f"{int(value)}"
-    return f"{value:.4g}"
-
-
-def _ratio(value: float, floor: float) -> float:
-    if math.isnan(value) or math.isnan(floor) or floor == 0:
-        return math.nan
-    return value / floor
-
-
-def _status(met: bool | None) -> str:
-    return "n/a" if met is None else ("pass" if met else "FAIL")
-
-
-def _interval(evaluation: Mapping[str, float], key: str) -> str:
-    interval = getattr(evaluation, "intervals", {}).get(key)
-    if interval is None or any(math.isnan(bound) for bound in interval):
-        return "n/a"
-    return f"[{_number(interval[0])}, {_number(interval[1])}]"
-
-
-COLUMNS = ["metric", "value", "interval", "floor", "ratio", "goal", "status"]
-
-
-def _rows(evaluation: Mapping[str, float], keys: Sequence[str]) -> list[list[str]]:
-    results = goal_results(evaluation)
-    rows = []
-    for key in keys:
-        if key not in evaluation:
-            continue
-        value = float(evaluation[key])
-        floor = float(evaluation.get(f"{key}_floor", math.nan))
-        goal = GOALS.get(key)
-        rows.append(
-            [
-                key,
-                _number(value),
-                _interval(evaluation, key),
-                _number(floor),
-                _number(_ratio(value, floor)),
-                goal.text if goal else "",
-                _status(results[key]) if goal else "",
-            ]
-        )
-    return rows
-
-
-def format_report_table(evaluation: Mapping[str, float], *, all_metrics: bool = False) -> str:
-    """The headline metrics (all of them with ``all_metrics``) as a plain-text table for the
-    console: value, bootstrap interval, floor, value/floor and the issue's goals with
-    pass/FAIL, then the alarms."""
-    keys = list(evaluation) if all_metrics else list(HEADLINE_KEYS)
-    keys = [key for key in keys if not key.endswith("_floor")]
-    rows = [COLUMNS, *_rows(evaluation, keys)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    alarms = list(getattr(evaluation, "alarms", []))
-    lines.append("")
-    lines.append("alarms: " + ("none" if not alarms else ""))
-    lines.extend(f"  ! {alarm}" for alarm in alarms)
-    return "\n".join(lines)
-
-
-def _markdown_table(rows: list[list[str]], columns: Sequence[str]) -> list[str]:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines.extend("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
-    return lines
-
-
-def _markdown_families(evaluation: Mapping[str, float]) -> list[str]:
-    lines: list[str] = []
-    listed: set[str] = set()
-    families = dict(FAMILIES)
-    families["Other"] = tuple(
-        key
-        for key in evaluation
-        if not key.endswith("_floor") and not any(key in keys for keys in FAMILIES.values())
-    )
-    for family, keys in families.items():
-        rows = _rows(evaluation, [key for key in keys if key not in listed])
-        listed.update(keys)
-        if rows:
-            lines += [f"### {family}", "", *_markdown_table([r[:5] for r in rows], COLUMNS[:5])]
-            lines.append("")
-    return lines
-
-
-def report_markdown(
-    evaluation: Mapping[str, float], notes: Sequence[str], figures: Sequence[str]
-) -> str:
-    """``report.md``: headline table with goals, alarms, every metric by family, figures, notes."""
-    n_patients = getattr(evaluation, "n_patients", 0)
-    lines = [
-        "# Synthetic cohort evaluation",
-        "",
-        f"Synthetic and reference samples: {n_patients} patients each for size-dependent "
-        "metrics. **interval** = bootstrap interval of the value (notes say how); **floor** = "
-        "the same metric for a second real sample (what a perfect generator scores); "
-        "**ratio** = value / floor (about 1 for a perfect generator; n/a where the floor is 0 "
-        "or missing).",
-        "",
-        "## Headline metrics",
-        "",
-        *_markdown_table(_rows(evaluation, HEADLINE_KEYS), COLUMNS),
-        "",
-        "## Alarms",
-        "",
-    ]
-    alarms = list(getattr(evaluation, "alarms", []))
-    lines.extend([f"- {alarm}" for alarm in alarms] or ["None."])
-    lines += ["", "## All metrics", "", *_markdown_families(evaluation)]
-    if figures:
-        lines += ["## Figures", ""]
-        lines.extend(f"![{Path(name).stem}]({name})" for name in figures)
-        lines.append("")
-    lines += ["## Notes", ""]
-    lines.extend([f"- {note}" for note in notes] or ["None."])
-    return "\n".join(lines) + "\n"
-
-
-def _json_value(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def report_json(
-    evaluation: Mapping[str, float], notes: Sequence[str], figures: Sequence[str]
-) -> str:
-    """``report.json``: flat ``<key>``/``<key>_floor`` numbers (NaN -> null), ``<key>_ci``
-    ([low, high] or null), ``n_patients``, ``goals`` (metric -> {goal, met}), ``alarms``,
-    ``notes``, ``figures`` (relative paths)."""
-    payload: dict[str, object] = {
-        key: _json_value(float(value)) for key, value in evaluation.items()
-    }
-    for key, (low, high) in getattr(evaluation, "intervals", {}).items():
-        bounds = [_json_value(float(low)), _json_value(float(high))]
-        payload[f"{key}_ci"] = None if None in bounds else bounds
-    payload["n_patients"] = int(getattr(evaluation, "n_patients", 0))
-    payload["goals"] = {
-        key: {"goal": GOALS[key].text, "met": met} for key, met in goal_results(evaluation).items()
-    }
-    payload["alarms"] = list(getattr(evaluation, "alarms", []))
-    payload["notes"] = list(notes)
-    payload["figures"] = list(figures)
-    return json.dumps(payload, indent=2, allow_nan=False) + "\n"
-
 
 # ------------------------------------------------------------------------------ writing
 
@@ -423,21 +173,11 @@ def write_report(
 # ------------------------------------------------------------------------------ CLI
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The ``evaluate`` flags."""
+    add_cohort_arguments(parser, flag="--real", help_text="real test cohort (MIMIC-III layout)")
+    add_cohort_arguments(parser, flag="--synthetic", help_text="synthetic cohort (same layout)")
     folder = {"type": Path, "metavar": "DIR"}
-    parser.add_argument("--real", **folder, required=True, help="real test cohort (MIMIC-III)")
-    parser.add_argument("--synthetic", **folder, required=True, help="synthetic cohort")
     parser.add_argument("--out", **folder, required=True, help="report folder (created)")
     parser.add_argument(
         "--train", **folder, help="real training split the generator saw (privacy, TRTR)"
@@ -448,8 +188,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="second real sample for the floors (held-out split or second simulator draw), "
         "disjoint from --real and --train; default: half of --real",
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of splits, samples and fits")
+    parser.add_argument(
+        "--run",
+        **folder,
+        help="the trained run folder behind the synthetic cohort: adds mia_likelihood_auc "
+        "and perplexity (the model's own log-likelihood of its training patients, from "
+        "--train or the run's data folder, and of the real test patients)",
+    )
+    parser.add_argument(
+        "--likelihood-patients",
+        type=int,
+        default=LIKELIHOOD_PATIENTS,
+        metavar="N",
+        help=f"with --run: patients scored per side, a seeded sample (default {LIKELIHOOD_PATIENTS})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of splits, samples and fits")
     parser.add_argument("--no-figures", action="store_true", help="write report.json/md only")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier report")
 
 
 def _print_summary(evaluation: FolderEvaluation, out_dir: Path, figures: bool) -> None:
@@ -460,24 +215,47 @@ def _print_summary(evaluation: FolderEvaluation, out_dir: Path, figures: bool) -
         print(f"figures: {out_dir / FIGURES_DIR}/")
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Every path and number checked before any work (UsageError: exit code 2)."""
+    for flag in ("--real", "--synthetic", "--train", "--reference", "--run"):
+        value = getattr(args, flag[2:])
+        if value is not None:
+            what = "a run folder written by train" if flag == "--run" else None
+            check_input_folder(value, flag, what)
+    for flag, low in (("--seed", 0), ("--likelihood-patients", 1)):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value < low:
+            raise UsageError(f"{flag} {value}: expected an integer >= {low}")
+    out = check_output_path(args.out, "--out", allow_nonempty=True)
+    earlier = [name for name in (REPORT_JSON, REPORT_MD) if (out / name).is_file()]
+    if earlier and not args.overwrite:
+        raise UsageError(
+            f"--out {out}: holds the report of an earlier run ({', '.join(earlier)}); "
+            "pass --overwrite to replace it, or choose another folder"
+        )
+
+
 def run_cli(args: argparse.Namespace) -> int:
-    """Evaluate, write the report, print the headline table; bad input exits with one line."""
-    try:
-        evaluation = evaluate_folders(
-            args.real,
-            args.synthetic,
-            train_dir=args.train,
-            reference_dir=args.reference,
-            seed=args.seed,
-        )
-        out_dir = write_report(
-            evaluation,
-            args.out,
-            evaluation.real,
-            evaluation.synthetic,
-            figures=not args.no_figures,
-        )
-    except EvaluationInputError as error:
-        raise SystemExit(f"course_lib evaluate: error: {error}") from None
+    """Evaluate, write the report, print the headline table. Errors reach ``cli.main``:
+    bad arguments are a UsageError, bad data an EvaluationInputError (one line each)."""
+    _check_arguments(args)
+    run = None
+    if args.run is not None:
+        from course_lib.runs import Run
+
+        run = Run.load(args.run)
+    evaluation = evaluate_folders(
+        args.real,
+        args.synthetic,
+        train_dir=args.train,
+        reference_dir=args.reference,
+        seed=args.seed,
+        unknown_codes=unknown_codes_arg(args),
+        run=run,
+        likelihood_patients=args.likelihood_patients,
+    )
+    out_dir = write_report(
+        evaluation, args.out, evaluation.real, evaluation.synthetic, figures=not args.no_figures
+    )
     _print_summary(evaluation, out_dir, not args.no_figures)
     return 0

@@ -1,0 +1,291 @@
+"""The report's tables: headline metrics, families, goals, and the Markdown and JSON texts
+(lesson 09). :mod:`course_lib.evaluation.report` writes them; kept apart so that each module
+stays short."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_lib.evaluation.suite import PRIVACY_KEYS, SEQUENCE_KEYS, UTILITY_KEYS
+
+# The issue's headline metrics, in report order.
+HEADLINE_KEYS = (
+    "detection_auc",
+    "alpha_precision",
+    "beta_recall",
+    "authenticity",
+    "js_divergence",
+    "top100_overlap",
+    "cooccurrence_score",
+    "unigram_r2",
+    "pair_r2",
+    "sequential_r2",
+    "jaccard",
+    "visits_per_patient_wasserstein",
+    "codes_per_visit_wasserstein",
+    "days_between_visits_wasserstein",
+    "age_violation_rate",
+    "sex_violation_rate",
+    "duplicate_rate",
+    "unique_codes",
+    "coverage",
+    "top_code_share",
+    "exact_copy_rate",
+    "dcr_holdout_share",
+    "mia_accuracy",
+    "mia_likelihood_auc",
+    "attribute_inference_f1",
+    "perplexity",
+    "unigram_perplexity",
+    "tstr_oracle_auroc",
+    "trtr_auroc",
+    "augmentation_auroc",
+)
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "Fidelity": ("detection_auc", "alpha_precision", "beta_recall", "authenticity"),
+    "Coherence": (
+        "js_divergence",
+        "js_distance",
+        "top100_overlap",
+        "cooccurrence_score",
+        "npmi",
+        "unigram_r2",
+        "pair_r2",
+        "sequential_r2",
+        "jaccard",
+    ),
+    "Sequence": SEQUENCE_KEYS,
+    "Validity": (
+        "age_violation_rate",
+        "age_violation_patient_rate",
+        "sex_violation_rate",
+        "sex_violation_patient_rate",
+        "unknown_code_rate",
+        "duplicate_rate",
+        "cross_visit_repeat_rate",
+    ),
+    "Diversity": (
+        "unique_codes",
+        "coverage",
+        "top_code_share",
+        "codes_per_patient_mean",
+        "codes_per_patient_std",
+        "codes_per_patient_wasserstein",
+        "chapters_per_patient_mean",
+        "chapters_per_patient_std",
+        "chapters_per_patient_wasserstein",
+        "chapters_per_patient_mode_share",
+        "unique_codes_real",
+        "top_code_share_real",
+        "chapters_per_patient_std_real",
+        "chapters_per_patient_mode_share_real",
+    ),
+    "Privacy": PRIVACY_KEYS,
+    "Likelihood": ("perplexity", "unigram_perplexity", "perplexity_train"),
+    "Utility": UTILITY_KEYS,
+}
+
+
+# ------------------------------------------------------------------------------ goals
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target from the course's issue: ``met(value, floor)`` is None when it cannot be
+    judged (a NaN value, or a relative goal without a floor)."""
+
+    text: str
+    met: Callable[[float, float], bool | None]
+
+
+def _absolute(test: Callable[[float], bool]) -> Callable[[float, float], bool | None]:
+    return lambda value, floor: None if math.isnan(value) else bool(test(value))
+
+
+def _js_goal(value: float, floor: float) -> bool | None:
+    if math.isnan(value) or math.isnan(floor):
+        return None
+    return value <= 1.5 * floor
+
+
+GOALS: dict[str, Goal] = {
+    "detection_auc": Goal("<= 0.6", _absolute(lambda value: value <= 0.6)),
+    "js_divergence": Goal("<= 1.5x floor", _js_goal),
+    "top100_overlap": Goal(">= 0.85", _absolute(lambda value: value >= 0.85)),
+    "age_violation_rate": Goal("< 0.5%", _absolute(lambda value: value < 0.005)),
+    "sex_violation_rate": Goal("< 0.1%", _absolute(lambda value: value < 0.001)),
+    "duplicate_rate": Goal("0%", _absolute(lambda value: value == 0.0)),
+    "coverage": Goal(">= 70%", _absolute(lambda value: value >= 0.70)),
+}
+
+
+def goal_results(evaluation: Mapping[str, float]) -> dict[str, bool | None]:
+    """``metric -> met`` for every goal whose metric the evaluation has."""
+    return {
+        key: goal.met(float(evaluation[key]), float(evaluation.get(f"{key}_floor", math.nan)))
+        for key, goal in GOALS.items()
+        if key in evaluation
+    }
+
+
+# ------------------------------------------------------------------------------ formatting
+
+
+def _number(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == int(value) and abs(value) >= 1:
+        return f"{int(value)}"
+    return f"{value:.4g}"
+
+
+def _ratio(value: float, floor: float) -> float:
+    if math.isnan(value) or math.isnan(floor) or floor == 0:
+        return math.nan
+    return value / floor
+
+
+def _status(met: bool | None) -> str:
+    return "n/a" if met is None else ("pass" if met else "FAIL")
+
+
+def _interval(evaluation: Mapping[str, float], key: str) -> str:
+    interval = getattr(evaluation, "intervals", {}).get(key)
+    if interval is None or any(math.isnan(bound) for bound in interval):
+        return "n/a"
+    return f"[{_number(interval[0])}, {_number(interval[1])}]"
+
+
+COLUMNS = ["metric", "value", "interval", "floor", "ratio", "goal", "status"]
+
+
+def _rows(evaluation: Mapping[str, float], keys: Sequence[str]) -> list[list[str]]:
+    results = goal_results(evaluation)
+    rows = []
+    for key in keys:
+        if key not in evaluation:
+            continue
+        value = float(evaluation[key])
+        floor = float(evaluation.get(f"{key}_floor", math.nan))
+        goal = GOALS.get(key)
+        rows.append(
+            [
+                key,
+                _number(value),
+                _interval(evaluation, key),
+                _number(floor),
+                _number(_ratio(value, floor)),
+                goal.text if goal else "",
+                _status(results[key]) if goal else "",
+            ]
+        )
+    return rows
+
+
+def format_report_table(evaluation: Mapping[str, float], *, all_metrics: bool = False) -> str:
+    """The headline metrics (all of them with ``all_metrics``) as a plain-text table for the
+    console: value, bootstrap interval, floor, value/floor and the issue's goals with
+    pass/FAIL, then the alarms."""
+    keys = list(evaluation) if all_metrics else list(HEADLINE_KEYS)
+    keys = [key for key in keys if not key.endswith("_floor")]
+    rows = [COLUMNS, *_rows(evaluation, keys)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    alarms = list(getattr(evaluation, "alarms", []))
+    lines.append("")
+    lines.append("alarms: " + ("none" if not alarms else ""))
+    lines.extend(f"  ! {alarm}" for alarm in alarms)
+    return "\n".join(lines)
+
+
+def _markdown_table(rows: list[list[str]], columns: Sequence[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines.extend("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
+    return lines
+
+
+def _markdown_families(evaluation: Mapping[str, float]) -> list[str]:
+    lines: list[str] = []
+    listed: set[str] = set()
+    families = dict(FAMILIES)
+    families["Other"] = tuple(
+        key
+        for key in evaluation
+        if not key.endswith("_floor") and not any(key in keys for keys in FAMILIES.values())
+    )
+    for family, keys in families.items():
+        rows = _rows(evaluation, [key for key in keys if key not in listed])
+        listed.update(keys)
+        if rows:
+            lines += [f"### {family}", "", *_markdown_table([r[:5] for r in rows], COLUMNS[:5])]
+            lines.append("")
+    return lines
+
+
+def report_markdown(
+    evaluation: Mapping[str, float], notes: Sequence[str], figures: Sequence[str]
+) -> str:
+    """``report.md``: headline table with goals, alarms, every metric by family, figures, notes."""
+    n_patients = getattr(evaluation, "n_patients", 0)
+    lines = [
+        "# Synthetic cohort evaluation",
+        "",
+        f"Synthetic and reference samples: {n_patients} patients each for size-dependent "
+        "metrics. **interval** = bootstrap interval of the value (notes say how); **floor** = "
+        "the same metric for a second real sample (what a perfect generator scores); "
+        "**ratio** = value / floor (about 1 for a perfect generator; n/a where the floor is 0 "
+        "or missing).",
+        "",
+        "## Headline metrics",
+        "",
+        *_markdown_table(_rows(evaluation, HEADLINE_KEYS), COLUMNS),
+        "",
+        "## Alarms",
+        "",
+    ]
+    alarms = list(getattr(evaluation, "alarms", []))
+    lines.extend([f"- {alarm}" for alarm in alarms] or ["None."])
+    lines += ["", "## All metrics", "", *_markdown_families(evaluation)]
+    if figures:
+        lines += ["## Figures", ""]
+        lines.extend(f"![{Path(name).stem}]({name})" for name in figures)
+        lines.append("")
+    lines += ["## Notes", ""]
+    lines.extend([f"- {note}" for note in notes] or ["None."])
+    return "\n".join(lines) + "\n"
+
+
+def _json_value(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def report_json(
+    evaluation: Mapping[str, float], notes: Sequence[str], figures: Sequence[str]
+) -> str:
+    """``report.json``: flat ``<key>``/``<key>_floor`` numbers (NaN -> null), ``<key>_ci``
+    ([low, high] or null), ``n_patients``, ``goals`` (metric -> {goal, met}), ``alarms``,
+    ``notes``, ``figures`` (relative paths)."""
+    payload: dict[str, object] = {
+        key: _json_value(float(value)) for key, value in evaluation.items()
+    }
+    for key, (low, high) in getattr(evaluation, "intervals", {}).items():
+        bounds = [_json_value(float(low)), _json_value(float(high))]
+        payload[f"{key}_ci"] = None if None in bounds else bounds
+    payload["n_patients"] = int(getattr(evaluation, "n_patients", 0))
+    payload["goals"] = {
+        key: {"goal": GOALS[key].text, "met": met} for key, met in goal_results(evaluation).items()
+    }
+    payload["alarms"] = list(getattr(evaluation, "alarms", []))
+    payload["notes"] = list(notes)
+    payload["figures"] = list(figures)
+    return json.dumps(payload, indent=2, allow_nan=False) + "\n"
