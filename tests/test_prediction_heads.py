@@ -438,6 +438,18 @@ def test_cli_train_list_evaluate(run_and_data, tmp_path, capsys):
         assert saved["metrics"]["binary"][key] == at_training[key]
 
 
+def heads_main(argv: list[str], capsys) -> tuple[int, str]:
+    """``python -m course_lib heads ARGV`` through ``cli.main``: the exit code and the one
+    error line (the test fails if stderr holds more than one line)."""
+    from course_lib.cli import main
+
+    code = main(["heads", *argv])
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) <= 1, err
+    return code, lines[0] if lines else ""
+
+
 def test_cli_reports_a_bad_labels_file(run_and_data, tmp_path, capsys):
     import shutil
 
@@ -449,7 +461,66 @@ def test_cli_reports_a_bad_labels_file(run_and_data, tmp_path, capsys):
     table.loc[4, "RISK_CATEGORY"] = "high"
     table.to_csv(bad / "OUTCOMES.csv", index=False)
     argv = ["train", "--run", str(run), "--data", str(bad), "--out", str(tmp_path / "h")]
-    assert run_heads_cli(argv) == 2
-    error = capsys.readouterr().err
-    assert "OUTCOMES.csv: data row 5" in error and "column RISK_CATEGORY: 'high'" in error
+    code, line = heads_main(argv, capsys)
+    assert code == 1  # bad data
+    assert line.startswith("course_lib heads: error: ")
+    assert "OUTCOMES.csv: data row 5" in line and "column RISK_CATEGORY: 'high'" in line
     assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "--epochs", "0"], "--epochs 0: expected an integer >= 1"),
+        (["train", "--lr", "0"], "--lr 0.0: expected a positive learning rate"),
+        (["train", "--run", "{tmp}/absent"], "--run {tmp}/absent: no such folder"),
+        (["train", "--data", "{run}/vocab.json"], "vocab.json: is a file, not a folder"),
+        (["train", "--out", "{run}/vocab.json"], "--out {run}/vocab.json: exists and is a file"),
+        (["evaluate", "--heads-dir", "{tmp}/none"], "--heads-dir {tmp}/none: no such folder"),
+        (["evaluate", "--version", "binary_x"], "--version binary_x: no such head version"),
+        (["evaluate", "--json", "{run}"], "--json {run}: is a folder"),
+    ],
+    ids=["epochs", "lr", "run", "data", "out", "heads-dir", "version", "json"],
+)
+def test_cli_usage_errors_exit_2_before_any_work(run_and_data, tmp_path, capsys, argv, expected):
+    run, data = run_and_data
+    (tmp_path / "heads").mkdir()
+    values = {
+        "--run": str(run),
+        "--data": str(data),
+        "--out": str(tmp_path / "heads"),
+        "--heads-dir": str(tmp_path / "heads"),
+    }
+    command, changes = argv[0], argv[1:]
+    for flag, value in zip(changes[::2], changes[1::2], strict=True):
+        values[flag] = value.format(tmp=tmp_path, run=run)
+    if command == "evaluate":
+        values.pop("--out")
+    else:
+        values.pop("--heads-dir")
+    code, line = heads_main([command, *(x for pair in values.items() for x in pair)], capsys)
+    assert code == 2
+    assert expected.format(tmp=tmp_path, run=run) in line
+    assert not list((tmp_path / "heads").iterdir())  # nothing written
+
+
+def test_cli_unknown_codes_flag_reaches_the_loader(run_and_data, tmp_path, capsys):
+    import shutil
+
+    from course_lib.heads.workflow import load_head_data
+
+    run, data = run_and_data
+    spoiled = tmp_path / "spoiled"
+    shutil.copytree(data, spoiled)
+    diagnoses = pd.read_csv(spoiled / "DIAGNOSES_ICD.csv", dtype={"ICD9_CODE": str})
+    diagnoses.loc[2, "ICD9_CODE"] = "99999"  # outside ICD-9-CM v32, as real exports hold
+    diagnoses.to_csv(spoiled / "DIAGNOSES_ICD.csv", index=False)
+    out = tmp_path / "heads"
+    argv = ["train", "--run", str(run), "--data", str(spoiled), "--out", str(out)]
+    code, line = heads_main([*argv, "--unknown-codes", "error"], capsys)
+    assert code == 1 and "99999" in line
+    assert not out.exists()
+    loaded = load_head_data(
+        run, spoiled, ["binary"], tmp_path / "cache", "decoder_end", unknown_codes="skip"
+    )
+    assert any("skipped 1 rows" in note and "99999" in note for note in loaded.cohort.notes)

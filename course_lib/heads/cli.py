@@ -4,19 +4,31 @@
 the chosen heads on its OUTCOMES.csv, evaluates them on the test split against their trivial
 baselines and saves one version folder per head. ``evaluate`` re-scores saved heads on a
 cohort; ``list`` shows every saved version and flags the untrained ones.
+
+Errors reach :func:`course_lib.cli.main` as one line: a bad flag is a
+:class:`~course_lib.cli.UsageError` (exit code 2, checked before any work), a bad labels
+file, cohort or head version an error of its own (exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from course_lib.cli import (
+    UsageError,
+    add_cohort_arguments,
+    check_input_folder,
+    check_output_path,
+    unknown_codes_arg,
+)
 from course_lib.heads.modules import HEAD_NAMES, head_spec
 
 COMMAND = "course_lib heads"
+DATA_HELP = "cohort folder in the MIMIC-III layout, with OUTCOMES.csv"
+RUN_WHAT = "a run folder written by train"
 
 
 def _head_list(text: str) -> list[str]:
@@ -38,7 +50,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     commands.required = True
     train = commands.add_parser("train", help="train heads on frozen features of a run")
     train.add_argument("--run", required=True, type=Path, help="run folder written by train")
-    train.add_argument("--data", required=True, type=Path, help="cohort folder with OUTCOMES.csv")
+    add_cohort_arguments(train, help_text=DATA_HELP)
     train.add_argument("--out", required=True, type=Path, help="heads folder (versions go here)")
     train.add_argument(
         "--heads", type=_head_list, default=list(HEAD_NAMES), help="e.g. binary,risk"
@@ -56,8 +68,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=0)
 
     evaluate = commands.add_parser("evaluate", help="score saved heads on a cohort")
-    evaluate.add_argument("--run", required=True, type=Path)
-    evaluate.add_argument("--data", required=True, type=Path)
+    evaluate.add_argument("--run", required=True, type=Path, help="run folder written by train")
+    add_cohort_arguments(evaluate, help_text=DATA_HELP)
     evaluate.add_argument("--heads-dir", required=True, type=Path)
     evaluate.add_argument("--version", help="one version folder name (default: latest of each)")
     evaluate.add_argument(
@@ -76,20 +88,43 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--heads-dir", required=True, type=Path)
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    from course_lib.heads.storage import HeadStorageError
-    from course_lib.heads.targets import LabelsFileError
-    from course_lib.mimic import MimicFormatError
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Every flag checked before any work: a :class:`UsageError` (exit code 2) naming it."""
+    if args.heads_command == "list":
+        return
+    check_input_folder(args.run, "--run", RUN_WHAT)
+    check_input_folder(args.data, "--data")
+    if args.heads_command == "train":
+        for flag in ("epochs", "patience", "batch_size"):
+            if getattr(args, flag) < 1:
+                name = f"--{flag.replace('_', '-')}"
+                raise UsageError(f"{name} {getattr(args, flag)}: expected an integer >= 1")
+        if not args.lr > 0:
+            raise UsageError(f"--lr {args.lr}: expected a positive learning rate such as 1e-3")
+        check_output_path(args.out, "--out", allow_nonempty=True)  # versions accumulate
+    else:
+        heads_dir = check_input_folder(args.heads_dir, "--heads-dir", "a folder of saved heads")
+        if args.version and not (heads_dir / args.version / "config.json").is_file():
+            raise UsageError(
+                f"--version {args.version}: no such head version in {heads_dir} (expected a "
+                f"folder with config.json; `{COMMAND} list --heads-dir {heads_dir}` shows them)"
+            )
+        if args.figures is not None:
+            check_output_path(args.figures, "--figures", allow_nonempty=True)
+        if args.json is not None:
+            check_output_path(args.json, "--json", kind="file", overwrite=True)
+    if args.cache_dir is not None:
+        check_output_path(args.cache_dir, "--cache-dir", allow_nonempty=True)
 
-    try:
-        if args.heads_command == "list":
-            return _list(args)
-        if args.heads_command == "train":
-            return _train(args)
-        return _evaluate(args)
-    except (LabelsFileError, HeadStorageError, MimicFormatError, FileNotFoundError) as error:
-        print(f"{COMMAND} {args.heads_command}: error: {error}", file=sys.stderr)
-        return 2
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Check the flags, then run the sub-command; errors reach ``course_lib.cli.main``."""
+    _check_arguments(args)
+    if args.heads_command == "list":
+        return _list(args)
+    if args.heads_command == "train":
+        return _train(args)
+    return _evaluate(args)
 
 
 # ------------------------------------------------------------------------------------ list
@@ -221,11 +256,15 @@ def _train(args) -> int:
     from course_lib.heads.train import FitConfig, train_heads
     from course_lib.heads.workflow import load_head_data, make_split
 
-    for flag in ("epochs", "patience", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"{COMMAND} train: error: --{flag.replace('_', '-')} must be >= 1")
     cache_dir = args.cache_dir or args.out / "features"
-    data = load_head_data(args.run, args.data, args.heads, cache_dir, args.feature_kind)
+    data = load_head_data(
+        args.run,
+        args.data,
+        args.heads,
+        cache_dir,
+        args.feature_kind,
+        unknown_codes=unknown_codes_arg(args),
+    )
     features = data.features
     print(
         f"features: {args.feature_kind} [{len(features.subject_ids)} x {features.input_size}] "
@@ -275,7 +314,14 @@ def _evaluate(args) -> int:
     chosen = choose_versions(args.heads_dir, args.version)
     cache_dir = args.cache_dir or args.heads_dir / "features"
     first_kind = feature_kind_of(args.heads_dir, next(iter(chosen.values())))
-    data = load_head_data(args.run, args.data, list(chosen), cache_dir, first_kind)
+    data = load_head_data(
+        args.run,
+        args.data,
+        list(chosen),
+        cache_dir,
+        first_kind,
+        unknown_codes=unknown_codes_arg(args),
+    )
     stored, binary = load_saved_heads(args.heads_dir, chosen, data.model)
     scores = evaluate_saved_heads(stored, binary, data, args.run, cache_dir, args.subset)
     if args.figures:

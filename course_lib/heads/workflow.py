@@ -42,16 +42,23 @@ class HeadData:
 
 
 def load_head_data(
-    run: Path, data: Path, heads: Sequence[str], cache_dir: Path, kind: str
+    run: Path,
+    data: Path,
+    heads: Sequence[str],
+    cache_dir: Path,
+    kind: str,
+    *,
+    unknown_codes: str | None = None,
 ) -> HeadData:
     """Outcomes first (bad labels fail before the slow steps), then the run, the cohort and
-    its cached features."""
+    its cached features. ``unknown_codes`` (``--unknown-codes``: "skip" or "error") is how
+    the cohort's codes outside ICD-9-CM v32 are met; default: the run's own setting."""
     from course_lib.mimic import load_mimic
     from course_lib.runs import load_run
 
     outcomes = read_outcomes(data, list(heads))
     model, _, normalizer, config = load_run(run)
-    cohort = load_mimic(data, unknown_codes="skip")
+    cohort = load_mimic(data, unknown_codes=unknown_codes or config.unknown_codes)
     features = cached_features(
         model, cohort, normalizer, cache_dir, kind=kind, max_length=config.max_length
     )
