@@ -286,3 +286,99 @@ def test_the_help_names_debug_and_the_exit_codes(capsys):
     assert "--debug" in out and "COURSE_DEBUG=1" in out
     assert "--unknown-codes {error,skip}" in out
     assert cli.EXIT_USAGE == 2 and cli.EXIT_DATA == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["evaluate"], ["heads", "train"], ["heads", "evaluate"]],
+    ids=["evaluate", "heads train", "heads evaluate"],
+)
+def test_evaluate_and_heads_take_unknown_codes(argv, capsys):
+    """Every command that reads a cohort has the flag, once (evaluate reads two folders)."""
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("--unknown-codes {error,skip} diagnosis codes not in ICD-9-CM") == 1
+    with pytest.raises(SystemExit) as caught:
+        main([*argv, "--unknown-codes", "ignore"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'ignore'" in capsys.readouterr().err
+
+
+# ----------------------------------------------- generate, train, pipeline: paths first
+
+# (id, argv with {tmp}/{data}/{file} placeholders, exit code, what the one line says). In
+# {tmp}: data/ (a good demo-layout cohort, not a run), file.txt, full/ (a non-empty folder).
+BAD_PATHS = [
+    ("generate --out at a file",
+     ["generate", "--run", "{tmp}/absent", "--patients", "3", "--out", "{file}"], 2,
+     "--out {file}: exists and is a file"),
+    ("generate --out in a file",
+     ["generate", "--run", "{tmp}/absent", "--patients", "3", "--out", "{file}/gen"], 2,
+     "--out {file}/gen: {file} is a file, not a folder"),
+    ("generate --out not empty",
+     ["generate", "--run", "{tmp}/absent", "--patients", "3", "--out", "{tmp}/full"], 2,
+     "the folder is not empty (expected a new or empty folder; pass --overwrite"),
+    ("generate --patients 0",
+     ["generate", "--run", "{data}", "--patients", "0", "--out", "{tmp}/gen"], 2,
+     "--patients must be >= 1, got 0"),
+    ("generate --top-p 2",
+     ["generate", "--run", "{data}", "--patients", "3", "--out", "{tmp}/gen", "--top-p", "2"],
+     2, "--top-p must be in (0, 1], got 2.0"),
+    ("generate no --demographics-from",
+     ["generate", "--run", "{data}", "--patients", "3", "--out", "{tmp}/gen",
+      "--demographics-from", "{tmp}/absent"], 2, "--demographics-from {tmp}/absent: no such"),
+    ("generate --run not a run",
+     ["generate", "--run", "{data}", "--patients", "3", "--out", "{tmp}/gen"], 1,
+     "{data}/config.yaml is missing; is {data} a run folder written by train?"),
+    ("generate --run absent",
+     ["generate", "--run", "{tmp}/absent", "--patients", "3", "--out", "{tmp}/gen"], 1,
+     "{tmp}/absent: no such run folder"),
+    ("train --out at a file", ["train", "--data", "{data}", "--out", "{file}"], 2,
+     "--out {file}: exists and is a file"),
+    ("train --out not empty", ["train", "--data", "{data}", "--out", "{tmp}/full"], 2,
+     "--out {tmp}/full: the folder is not empty"),
+    ("train --data absent", ["train", "--data", "{tmp}/absent", "--out", "{tmp}/run"], 2,
+     "--data {tmp}/absent: no such folder"),
+    ("train --data a file", ["train", "--data", "{file}", "--out", "{tmp}/run"], 2,
+     "--data {file}: is a file, not a folder"),
+    ("pipeline --data absent", ["pipeline", "--data", "{tmp}/absent", "--out", "{tmp}/p"], 2,
+     "--data {tmp}/absent: no such folder"),
+    ("pipeline --out at a file", ["pipeline", "--data", "{data}", "--out", "{file}"], 2,
+     "--out {file}: exists and is a file"),
+    ("pipeline --out/run a file", ["pipeline", "--data", "{data}", "--out", "{tmp}/full"], 2,
+     "--out {tmp}/full/run: exists and is a file"),
+    ("pipeline --preset huge",
+     ["pipeline", "--data", "{data}", "--out", "{tmp}/p", "--preset", "huge"], 2, "--preset"),
+    ("pipeline --unknown-codes error",
+     ["pipeline", "--data", "{data}", "--out", "{tmp}/p", "--unknown-codes", "error"], 1,
+     "is not an ICD-9-CM v32 diagnosis code"),
+]  # fmt: skip
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("argv", "exit_code", "expected"),
+    [case[1:] for case in BAD_PATHS],
+    ids=[case[0] for case in BAD_PATHS],
+)
+def test_bad_paths_fail_in_one_line_before_any_work(tmp_path, capsys, argv, exit_code, expected):
+    data = write_mimic_layout(tmp_path / "data", "demo")
+    (tmp_path / "file.txt").write_text("keep me")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "run").write_text("a file where pipeline writes its run")
+    places = {"tmp": tmp_path, "data": data, "file": tmp_path / "file.txt"}
+    before = tree(tmp_path)
+    code = main([arg.format(**places) for arg in argv])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"course_lib {argv[0]}: error: ")
+    assert expected.format(**places) in lines[0]
+    assert code == exit_code
+    assert "Traceback" not in captured.err
+    assert tree(tmp_path) == before  # nothing written, nothing removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "file.txt", "full"]
