@@ -219,3 +219,31 @@ def test_generated_sample_is_written_and_read_back(tmp_path):
         recipe_runs.read_generated(tmp_path)
     with pytest.raises(RecipeError, match="'-' is kept for"):
         recipes._register(Recipe("a-b", "03_bart_for_patients"))
+
+
+def test_code_version_covers_every_module_the_training_code_imports():
+    """A module split off the training code must join CODE_MODULES (or be named harmless)."""
+    import ast
+
+    covered = set(recipes.CODE_MODULES) | set(recipes.OUTSIDE_CODE_VERSION)
+    missing = {}
+    for name in recipes.CODE_MODULES:
+        tree = ast.parse((recipes.PACKAGE / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_lib"):
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for target in targets:
+                parts = target.split(".")
+                if parts[0] != "course_lib" or len(parts) < 2:
+                    continue
+                file = parts[1] + ("/" if (recipes.PACKAGE / parts[1]).is_dir() else ".py")
+                if file not in covered and (recipes.PACKAGE / file).exists():
+                    missing.setdefault(file, set()).add(name)
+    assert not missing, (
+        f"{missing}: add to course_lib.recipes.CODE_MODULES if they change a run's numbers, "
+        "else to OUTSIDE_CODE_VERSION"
+    )
