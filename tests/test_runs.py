@@ -147,6 +147,57 @@ def test_overwrite_with_bad_data_leaves_the_old_run_byte_identical(trained, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_data", "copy"]  # no leftovers
 
 
+def cli_flags(out: Path) -> list[str]:
+    """``course_lib train`` flags of :func:`config_for`."""
+    model = ",".join(f"{key}={value}" for key, value in TINY.items())
+    return [
+        "--out", str(out), "--batch-size", "4", "--max-length", "16", "--model-options", model,
+        "--sample-every-epoch", "0", "--patience", "0", "--log-every", "1", "--no-progress",
+        "--max-steps", "2", "--cpu", "--cpu-threads", "1",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", ["PATIENTS.csv", "missing"])
+def test_overwrite_at_the_command_line_with_bad_data_keeps_the_old_run(
+    trained, tmp_path, capsys, bad
+):
+    """``course_lib train --overwrite`` onto a finished run, with data that fails to load:
+    one line, exit code 1, the old run byte-identical, no staging folder or lock left."""
+    from course_lib.cli import main
+
+    run = copy_of(trained[0], tmp_path)
+    before = digest_tree(run)
+    data = tmp_path / "bad_data"
+    write_mimic(make_cohort(10), data)
+    if bad == "missing":
+        (data / "ADMISSIONS.csv").unlink()
+    else:
+        (data / bad).write_text("SUBJECT_ID,GENDER,DOB\n1,X,yesterday\n")
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--overwrite", *cli_flags(run)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("course_lib train: error: ")
+    assert str(data) in err
+    assert digest_tree(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_data", "copy"]  # no leftovers
+
+
+def test_overwrite_at_the_command_line_replaces_a_finished_run(trained, tmp_path, capsys):
+    run = copy_of(trained[0], tmp_path)
+    data = tmp_path / "data"
+    write_mimic(make_cohort(20), data)
+    flags = cli_flags(run)
+    flags[flags.index("--max-steps") + 1] = "3"
+    from course_lib.cli import main
+
+    assert main(["train", "--data", str(data), *flags]) == 2  # refused without --overwrite
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert Run(run).log("train")["step"].tolist() == [1, 2]
+    assert main(["train", "--data", str(data), "--overwrite", *flags]) == 0
+    assert Run.load(run).log("train")["step"].tolist() == [1, 2, 3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "data"]
+
+
 def test_overwrite_replaces_the_run_only_when_complete(trained, tmp_path):
     run = copy_of(trained[0], tmp_path)
     result = train(config_for(run, max_steps=3), make_cohort(20), overwrite=True)
