@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from course_lib import icd9, simulate
+from course_lib import ground_truth, icd9, simulate
 from course_lib.cli import main
 from course_lib.mimic import load_mimic
 
@@ -230,3 +230,36 @@ def test_data_sample_is_reproduced_byte_for_byte(tmp_path):
         assert (tmp_path / name).read_bytes() == (SAMPLE_DIR / name).read_bytes(), name
     sample = load_mimic(SAMPLE_DIR)
     assert len({code for p in sample for code in p.code_set}) >= 1500  # holds at 2,000 too
+
+
+def test_vectorised_odds_equal_the_simulators_odds():
+    ages = np.array([0.0, 0.5, 5.0, 13.0, 16.0, 30.0, 47.5, 70.0, 90.0])
+    for name in simulate.CLUSTERS:
+        for sex in ("F", "M"):
+            for active in ([], ["metabolic", "substance"]):
+                for first in (True, False):
+                    vector = ground_truth.odds_array(name, ages, sex, active, first)
+                    scalar = [simulate._odds(name, a, sex, active, first) for a in ages]
+                    assert np.allclose(vector, scalar, rtol=1e-12, atol=0), (name, sex, first)
+
+
+def test_first_code_distribution_is_exact_and_matches_sampling():
+    """Expected counts of the commonest first codes against a 6,000-patient draw."""
+    draw = simulate.simulate_cohort(6000, seed=21)
+    ages, sexes = [p.age for p in draw], [p.sex for p in draw]
+    firsts = [p.visits[0].codes[0] for p in draw]
+    distributions = ground_truth.first_code_distributions(ages, sexes)
+    assert all(abs(sum(d.values()) - 1.0) < 1e-9 for d in distributions)
+    observed = Counter(firsts)
+    for code, count in observed.most_common(12):
+        expected = sum(d.get(code, 0.0) for d in distributions)
+        assert abs(count - expected) < 4 * math.sqrt(expected) + 2, (code, count, expected)
+    probabilities = ground_truth.first_code_probabilities(ages, sexes, firsts)
+    assert (probabilities > 0).all()  # the truth never rules out what it drew
+    assert np.allclose(
+        probabilities[:50], [d[c] for d, c in zip(distributions[:50], firsts[:50], strict=True)]
+    )
+    newborn = ground_truth.first_code_distributions([0.0], ["F"])[0]
+    assert set(newborn) == {"V3000", "V3001", "V3101", "V3100"}  # the birth admission
+    with pytest.raises(ValueError, match="sexes must be"):
+        ground_truth.first_code_distributions([30.0], ["X"])
