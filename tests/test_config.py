@@ -15,6 +15,7 @@ from course_lib.config import (
     configure_parser,
 )
 from course_lib.losses import LOSS_TERMS
+from course_lib.mimic import DEFAULT_UNKNOWN_CODES
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -37,17 +38,18 @@ def test_flags_reach_the_config():
         "--data", "somewhere", "--grad-clip", "0", "--patience", "0",
         "--loss-weights", "age=0.5,sex=0.25,cooc=0.1", "--model-options", "d_model=32,dropout=0",
         "--extra-losses", "cooc", "--split-fractions", "0.7,0.2,0.1",
-        "--unknown-codes", "skip", "--no-progress", "--cpu", "--scheduler", "cosine",
+        "--unknown-codes", "error", "--no-progress", "--cpu", "--scheduler", "cosine",
     )  # fmt: skip
     config = config_from_args(args)
     assert config.grad_clip is None and config.patience is None
     assert config.loss_weights == {"age": 0.5, "sex": 0.25, "cooc": 0.1}
     assert config.model == {"d_model": 32, "dropout": 0}
     assert config.extra_losses == ["cooc"] and config.split_fractions == [0.7, 0.2, 0.1]
-    assert config.unknown_codes == "skip" and config.progress is False and config.cpu is True
+    assert config.unknown_codes == "error" and config.progress is False and config.cpu is True
     assert config.scheduler == "cosine"
     untouched = config_from_args(parse("--data", "x"))
-    assert untouched.unknown_codes == "error" and untouched.progress is True
+    assert untouched.unknown_codes == DEFAULT_UNKNOWN_CODES == "skip"  # real MIMIC-III loads
+    assert untouched.progress is True
 
 
 def test_unparsable_flag_values_name_the_flag():
