@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "course_lib.summary",
         "print counts, quantiles and top codes of a cohort; save plots",
     ),
-    "train": ("course_lib.training", "train a PromptBart model on a cohort"),
+    "train": ("course_lib.train_cli", "train a PromptBart model on a cohort"),
     "generate": ("course_lib.generation", "generate synthetic patients with a trained run"),
     "evaluate": ("course_lib.evaluation.report", "compare a synthetic cohort with real data"),
     "heads": (

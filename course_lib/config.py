@@ -133,8 +133,8 @@ class TrainConfig:
     prompt_location: PromptLocation = setting("both", "where the age/sex prompts enter BART")
     aux_head: AuxHead = setting("mlp", "shape of the age and sex heads")
     loss_weights: dict[str, float] = setting(
-        {"age": 0.001, "sex": 0.001},
-        "e.g. age=0.001,sex=0.001[,cooc=0.05]",
+        {"age": 0.001, "sex": 0.001, "validity": 10.0},
+        "e.g. age=0.001,sex=0.001,validity=10[,cooc=0.05]",
         parse=parse_loss_weights,
     )
     weighting: str = setting("static", f"loss weighting strategy: {', '.join(WEIGHTINGS)}")
@@ -145,7 +145,18 @@ class TrainConfig:
         None, "learning rate of the weighting's parameters (default: lr)", low=0.0
     )
     extra_losses: list[str] = setting(
-        [], f"comma-separated optional loss terms: {', '.join(OPTIONAL_TERMS)}", parse=_names
+        ["validity"],
+        f"comma-separated optional loss terms: {', '.join(OPTIONAL_TERMS)} (none: '')",
+        parse=_names,
+    )
+    decoder_prompt_add: bool = setting(
+        True, "also add a demographic vector to every decoder position (issue 11's winner)"
+    )
+    condition_dropout: float = setting(
+        0.0,
+        "share of training patients with age and sex hidden (for classifier-free guidance)",
+        low=0.0,
+        high=0.99,
     )
     cooc_threshold: float = setting(5.0, "co-occurrence count below which pairs count", low=0.0)
     patience: int | None = setting(

@@ -26,6 +26,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.prompts import GuidanceLogitsProcessor  # noqa: F401 (re-exported)
 from course_lib.runs import Run
 from course_lib.tokens import (
     BOS_ID,
@@ -136,34 +137,6 @@ class ValidityProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         return scores.masked_fill(self.invalid.to(scores.device), -float("inf"))
-
-
-class GuidanceLogitsProcessor(LogitsProcessor):
-    """Classifier-free guidance (Ho & Salimans, 2022; Sanchez et al., 2023) in one batch.
-
-    ``PromptBart.generate(guidance_scale=s)`` runs ``2 * batch`` rows per step: the
-    conditional rows, then the same rows with the demographics replaced by the learned
-    "unknown" value. This processor (it must come first) returns ``batch`` rows::
-
-        guided = log_softmax(uncond) + s * (log_softmax(cond) - log_softmax(uncond))
-
-    ``s = 1`` is the conditional model; ``s > 1`` pushes further from what the model would
-    write for anyone, towards what is specific to these demographics.
-    """
-
-    def __init__(self, guidance_scale: float):
-        if not guidance_scale > 0:
-            raise ValueError(f"guidance_scale must be > 0, got {guidance_scale}")
-        self.guidance_scale = float(guidance_scale)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if scores.shape[0] != 2 * input_ids.shape[0]:
-            raise ValueError(
-                f"GuidanceLogitsProcessor expects 2 x {input_ids.shape[0]} rows of scores "
-                f"(conditional then unconditional), got {scores.shape[0]}"
-            )
-        conditional, unconditional = scores.float().log_softmax(dim=-1).chunk(2, dim=0)
-        return unconditional + self.guidance_scale * (conditional - unconditional)
 
 
 def build_processors(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import GenerationMixin, LogitsProcessorList, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bart.modeling_bart import BartModel
 from transformers.utils import ModelOutput
@@ -38,7 +38,12 @@ from course_lib.model_config import (  # noqa: F401 (re-exported: lessons import
     make_aux_head,
 )
 from course_lib.presets import Preset
-from course_lib.prompts import UNKNOWN_CATEGORY, ConditionalPrompt, ValidityMasks
+from course_lib.prompts import (
+    UNKNOWN_CATEGORY,
+    ConditionalPrompt,
+    GuidanceLogitsProcessor,
+    ValidityMasks,
+)
 
 
 @dataclass
@@ -361,14 +366,10 @@ class PromptBart(PreTrainedModel, GenerationMixin):
 
         ``guidance_scale`` (classifier-free guidance; needs ``condition_dropout > 0`` in
         training): every step runs each row twice in ONE batched forward, with and without
-        demographics, and :class:`course_lib.generation.GuidanceLogitsProcessor` (put first)
+        demographics, and :class:`course_lib.prompts.GuidanceLogitsProcessor` (put first)
         mixes the two log-probabilities. 1 is plain conditional sampling.
         """
         if guidance_scale is not None and guidance_scale != 1.0:
-            from transformers import LogitsProcessorList
-
-            from course_lib.generation import GuidanceLogitsProcessor
-
             if self.config.condition_dropout <= 0:
                 raise ValueError(
                     "guidance_scale needs a model trained with condition_dropout > 0 "

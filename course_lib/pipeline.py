@@ -13,6 +13,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from course_lib.cli import (
     UsageError,
     add_cohort_arguments,
@@ -22,6 +24,7 @@ from course_lib.cli import (
     unknown_codes_arg,
 )
 from course_lib.cohort import Cohort
+from course_lib.evaluation.conditioning import conditioning_metrics
 from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
 from course_lib.evaluation.suite import evaluate_cohorts
 from course_lib.generation import generate_patients
@@ -49,6 +52,8 @@ def run_pipeline(
     epochs: int | None = None,
     seed: int = 0,
     validity: bool = False,
+    guidance: float | None = None,
+    generation_seeds: int = 3,
     progress: bool = True,
     unknown_codes: str = DEFAULT_UNKNOWN_CODES,
 ) -> dict:
@@ -79,15 +84,16 @@ def run_pipeline(
     model, vocabulary, normalizer, _ = run.parts()
     print(f"[2/3] generating {len(test):,} patients with the test split's ages and sexes")
     step_started = time.perf_counter()
+    generate_options = {"validity": validity, "guidance": guidance}
     synthetic = generate_patients(
         model,
         vocabulary,
         normalizer,
         [p.age for p in test],
         [p.sex for p in test],
-        validity=validity,
         seed=seed,
         progress=progress,
+        **generate_options,
     )
     write_mimic(synthetic, out / "synthetic")
     timings["generate_s"] = time.perf_counter() - step_started
@@ -117,6 +123,26 @@ def run_pipeline(
         outcome_labeler=labeler,
         seed=seed,
     )
+    evaluation.metrics.update(
+        conditioning_metrics(
+            model,
+            vocabulary,
+            normalizer,
+            test,
+            synthetic,
+            reference=splits["val"],
+            simulated=is_simulated_cohort(cohort),
+            seed=seed,
+            **generate_options,
+        )
+    )
+    spread = generation_spread(model, run, test, seed, generation_seeds, generate_options)
+    evaluation.metrics.update(spread)
+    if spread:
+        notes.append(
+            f"generation spread: standard deviation over {generation_seeds} generation seeds "
+            "(the same model) in the *_seed_sd keys"
+        )
     timings["evaluate_s"] = time.perf_counter() - step_started
     timings["total_s"] = time.perf_counter() - started
     notes.append(
@@ -131,6 +157,38 @@ def run_pipeline(
     return dict(evaluation)
 
 
+SPREAD_KEYS = ("js_divergence", "unigram_r2", "sex_violation_rate", "age_violation_rate")
+
+
+def generation_spread(
+    model, run: Run, test: Cohort, seed: int, seeds: int, generate_options: dict
+) -> dict[str, float]:
+    """``<key>_seed_sd``: how much a metric moves when only the generation seed changes.
+
+    The bootstrap intervals say how much the real sample limits a figure; this says how much
+    one draw of synthetic patients does. Cheap metrics only (no floors, no bootstrap).
+    """
+    if seeds < 2:
+        return {}
+    _, vocabulary, normalizer, _ = run.parts()
+    values: dict[str, list[float]] = {key: [] for key in SPREAD_KEYS}
+    for offset in range(seeds):
+        synthetic = generate_patients(
+            model,
+            vocabulary,
+            normalizer,
+            [p.age for p in test],
+            [p.sex for p in test],
+            seed=seed + 1000 + offset,
+            progress=False,
+            **generate_options,
+        )
+        metrics = evaluate_cohorts(synthetic, test, seed=seed, n_resamples=0)
+        for key in SPREAD_KEYS:
+            values[key].append(float(metrics[key]))
+    return {f"{key}_seed_sd": float(np.std(found, ddof=1)) for key, found in values.items()}
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_cohort_arguments(parser, help_text="cohort in the MIMIC-III layout")
     parser.add_argument(
@@ -143,6 +201,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validity", action="store_true", help="rule-constrained decoding")
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance scale (needs a run trained with --condition-dropout)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -168,6 +232,7 @@ def run_cli(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         validity=args.validity,
+        guidance=args.guidance,
         progress=not args.no_progress,
         unknown_codes=unknown_codes_arg(args),
     )

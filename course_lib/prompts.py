@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from transformers import LogitsProcessor
 from transformers import initialization as init
 
 from course_lib import icd9
@@ -132,3 +133,31 @@ class ValidityMasks:
         """``[batch, vocab]`` bool for ages in years ``[batch]`` and sex indices ``[batch]``."""
         table = self.forbidden.to(ages.device)
         return table[age_band_index(ages), sex_index.long()]
+
+
+class GuidanceLogitsProcessor(LogitsProcessor):
+    """Classifier-free guidance (Ho & Salimans, 2022; Sanchez et al., 2023) in one batch.
+
+    ``PromptBart.generate(guidance_scale=s)`` runs ``2 * batch`` rows per step: the
+    conditional rows, then the same rows with the demographics replaced by the learned
+    "unknown" value. This processor (it must come first) returns ``batch`` rows::
+
+        guided = log_softmax(uncond) + s * (log_softmax(cond) - log_softmax(uncond))
+
+    ``s = 1`` is the conditional model; ``s > 1`` pushes further from what the model would
+    write for anyone, towards what is specific to these demographics.
+    """
+
+    def __init__(self, guidance_scale: float):
+        if not guidance_scale > 0:
+            raise ValueError(f"guidance_scale must be > 0, got {guidance_scale}")
+        self.guidance_scale = float(guidance_scale)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if scores.shape[0] != 2 * input_ids.shape[0]:
+            raise ValueError(
+                f"GuidanceLogitsProcessor expects 2 x {input_ids.shape[0]} rows of scores "
+                f"(conditional then unconditional), got {scores.shape[0]}"
+            )
+        conditional, unconditional = scores.float().log_softmax(dim=-1).chunk(2, dim=0)
+        return unconditional + self.guidance_scale * (conditional - unconditional)

@@ -146,6 +146,9 @@ def build_model_and_weighting(
         prompt_location=config.prompt_location,
         aux_head=config.aux_head,
         loss_weights=loss_weights,
+        normalizer=train_set.normalizer,
+        decoder_prompt_add=config.decoder_prompt_add,
+        condition_dropout=config.condition_dropout,
         **(shape | config.model),
     )
     model.to(device)
