@@ -140,7 +140,10 @@ def bootstrap_cohort(
         finite = np.asarray(values)[np.isfinite(values)]
         centre = float(np.median(finite)) if finite.size else math.nan
         value = float(observed[key])
-        intervals[key] = (value + low - centre, value + high - centre)
+        low, high = value + low - centre, value + high - centre
+        if value >= 0 and finite.size and finite.min() >= 0:
+            low = max(low, 0.0)  # re-centring must not push a rate or a distance below 0
+        intervals[key] = (low, high)
     return intervals
 
 
