@@ -17,10 +17,11 @@
 #
 # **Objectives.** After this lesson you can compute each of PromptBart's losses by hand on a
 # few tensors: the language-modelling (LM) cross-entropy, the age head's mean squared error,
-# the sex head's cross-entropy, the co-occurrence loss and the diversity loss; check each
+# the sex head's cross-entropy, the co-occurrence, diversity and validity losses; check each
 # against `course_lib.losses`; add them into the weighted total and check that total on a real
-# model; and read a loss breakdown: which share of the total each term is, in a table and in a
-# chart.
+# model; read a loss breakdown: which share of the total each term is, in a table and in a
+# chart; and read `course_lib`'s training loop, from its registry of loss terms to a live run
+# whose logged terms you watch fall.
 #
 # **Prerequisites.** {doc}`05_multitask_heads` (the heads and their terms); `log_softmax` and
 # `torch.gather`.
@@ -351,7 +352,215 @@ plt.show()
 # [0, 1], so at weight 0.05 it can never weigh more than 0.05; the notes' 3.665 cannot be the
 # same quantity, and their definition is not in the notes. The course keeps a bounded
 # definition so that its weight means something.
+
+# %% [markdown]
+# ## The training loop on one screen
 #
+# Lesson 03 trained its baseline with `course_lib.training.train` and promised that this lesson
+# opens the loop up. The losses above are what that loop minimises; here is where it finds them,
+# how it runs, and a short run of it that we watch.
+#
+# ### One registry of loss terms
+#
+# Every term the model can compute is declared once, in `losses.LOSS_TERMS`: its name, what it
+# is a mean over (`per`: the scored tokens or the patients) and whether a run has to ask for it
+# (`optional`, listed in the config's `extra_losses`). The trainer logs the terms in this order,
+# and when it averages a validation term over many batches it weighs each batch by the term's
+# `per`, so a token mean stays a token mean.
+
+# %%
+import dataclasses
+
+import pandas as pd
+
+from course_lib.config import TrainConfig
+
+registry = pd.DataFrame([dataclasses.asdict(term) for term in losses.LOSS_TERMS.values()])
+display(registry.set_index("name"))
+defaults = TrainConfig()
+print(f"core terms {losses.CORE_TERMS}, optional terms {losses.OPTIONAL_TERMS}")
+print(f"a default TrainConfig adds {defaults.extra_losses} with weights {defaults.loss_weights}")
+glue("l06_core_terms", ", ".join(losses.CORE_TERMS))
+glue("l06_optional_terms", ", ".join(losses.OPTIONAL_TERMS))
+glue("l06_default_validity_weight", defaults.loss_weights["validity"])
+glue("l06_default_aux_weight", defaults.loss_weights["age"])
+
+# %% [markdown]
+# The core terms, {glue:text}`l06_core_terms`, are the ones this lesson computed first; the
+# optional ones, {glue:text}`l06_optional_terms`, cost a little more and come only when asked.
+# The `validity` row is the term the course's default configuration adds, at weight
+# {glue:text}`l06_default_validity_weight` (the age and sex heads get
+# {glue:text}`l06_default_aux_weight` each).
+#
+# ### The validity term
+#
+# The MCE rules (Medicare Code Edits) say which codes an age or a sex excludes: a newborn code in
+# an adult, a pregnancy code in a man. For each patient the model turns them into a `forbidden`
+# mask over the vocabulary (`PromptBart.forbidden_codes`). With `q_t` the probability mass the
+# model puts on the forbidden codes at position `t`, the validity term is the *unlikelihood*
+# `-mean_t log(1 - q_t)` over the scored positions: 0 when no mass goes to a forbidden code,
+# without bound as `q_t -> 1`. Unlike the LM loss, which only raises the probability of the code
+# that came next, it pushes down the codes that must never come. By hand on the toy logits, with
+# codes 10 and 11 forbidden to the first patient and code 8 to the second:
+
+# %%
+forbidden = torch.zeros(2, vocab_size, dtype=torch.bool)  # [batch, vocab]
+forbidden[0, [10, 11]] = True
+forbidden[1, 8] = True
+forbidden_mass = (logits.softmax(dim=-1) * forbidden.unsqueeze(1)).sum(dim=-1)  # q_t, [batch, seq]
+validity_by_hand = -torch.log1p(-forbidden_mass[scored]).mean()
+validity_library = losses.validity_loss(logits, labels, forbidden)
+print(f"validity by hand {validity_by_hand:.6f}, course_lib {validity_library:.6f}")
+assert torch.allclose(validity_by_hand, validity_library)
+
+# %% [markdown]
+# `course_lib` computes the same number as `logsumexp(all logits) - logsumexp(allowed logits)`,
+# which stays finite when `q_t` rounds to 1 in floating point.
+#
+# ### `train()`, top to bottom
+#
+# `inspect.getsource` prints the function as it is in the installed library, so this page cannot
+# drift from the code it describes:
+
+# %%
+import inspect
+
+from course_lib import training
+
+train_source = inspect.getsource(training.train)
+print(train_source)
+glue("l06_train_lines", len(train_source.splitlines()))
+
+# %% [markdown]
+# All of it is {glue:text}`l06_train_lines` lines. Read it in six parts:
+#
+# - **Setup** (`setup`, in `course_lib.train_setup`): the split, the vocabulary and the age
+#   normaliser from the training patients, the model, the loss weighting (lesson 07), AdamW and
+#   the warm-up schedule, the batch order; when resuming, every one of them restored from the
+#   checkpoint. `RunWriter` owns the run folder: it writes beside it and moves it into place only
+#   when the run finishes, so a crash never leaves half a run.
+# - **Step** (`_train_step`): one optimizer step, shown below.
+# - **Log** (`_log_step`): on step 1, the last step and every `log_every` steps, one line of
+#   `logs/train.jsonl` with every term's raw value, weight, weighted value and share of the
+#   total: the breakdown of the previous section, for every logged step.
+# - **Checkpoint** (`_save_checkpoint`, `course_lib.checkpoint`): the model, optimiser, schedule
+#   and weighting states, every random generator and the loop's position, so that `resume=True`
+#   continues bit for bit as if the run had never stopped.
+# - **End of epoch** (`_end_epoch`): the validation terms, the best model so far (lowest
+#   validation LM loss) and one line of `logs/epochs.jsonl`; `_stop_reason` then ends the run at
+#   the last step or when early stopping's patience runs out.
+# - **Callbacks**: functions that get the model at the end of each epoch and return fields for
+#   its epoch record. `course_lib.sample_check.SampleCheck` generates a few patients and raises
+#   the mode-collapse alarms of lesson 10.
+#
+# The step is where this lesson's losses enter:
+
+# %%
+print(inspect.getsource(training._train_step))
+
+# %% [markdown]
+# The model returns every raw term (`output.loss_terms`); the weighting turns them into the
+# total (`static` is the weighted sum of this lesson; lesson 07's strategies move the weights);
+# the total's gradient is accumulated over `accumulation` micro-batches, clipped, checked for NaN
+# (the error names the term that went bad) and applied by AdamW before the schedule moves the
+# learning rate.
+#
+# ### A short live run
+#
+# A few seconds of training with the course's default losses: the `narrow` budget (one layer of
+# width 64 on each side), a log line at every step and the sample check as a callback. Each
+# run writes a `Run` folder; `Run.load` reads it back, so nothing here parses a file by hand.
+
+# %%
+import time
+
+from course_lib.recipes import Recipe
+from course_lib.runs import Run
+from course_lib.sample_check import SampleCheck
+
+live_recipe = Recipe(
+    "loop_live",
+    "06_loss_functions",
+    "narrow",
+    {"max_steps": 30, "log_every": 1, "sample_every_epoch": 8, "sample_max_new_tokens": 32},
+)
+live_config = live_recipe.train_config(out=ctx.run_dir("loop_live"))
+started = time.perf_counter()
+live_result = training.train(live_config, cohort, overwrite=True, callbacks=[SampleCheck()])
+glue("l06_live_seconds", time.perf_counter() - started)
+live_run = Run.load(live_result.run_dir)
+steps = live_run.log("train").set_index("step")
+epoch_record = live_run.log("epochs").iloc[-1]
+print(f"{live_result.steps} steps, stopped: {live_result.stopped}")
+print(f"sample check at the end of epoch {epoch_record['epoch']}: alarms {epoch_record['alarms']}")
+display(steps.filter(regex=r"^total$|\.raw$").head().round(4))
+
+# %% tags=["remove-input"]
+live_terms = ["total", *(term for term in losses.LOSS_TERMS if f"terms.{term}.raw" in steps)]
+fig, axes = plt.subplots(1, len(live_terms), figsize=(2.3 * len(live_terms), 2.4), sharex=True)
+for ax, term in zip(axes, live_terms, strict=True):
+    column = "total" if term == "total" else f"terms.{term}.raw"
+    ax.plot(steps.index, steps[column], marker=".", color=term_colours.get(term, "#444444"))
+    weight = "" if term == "total" else f" (x {steps[f'terms.{term}.weight'].iloc[0]:g})"
+    ax.set_title(term + weight, fontsize=10)
+    ax.set_xlabel("step")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Every panel is one column of the run's step log. Is the fall real, or the noise of one batch
+# to the next? Compare the first steps with the last ten, and take as the noise the spread of
+# those last ten steps around their mean:
+
+# %%
+from course_lib.claims import check_below
+
+first, last = steps.head(3), steps.tail(10)
+fall = {}
+for term in live_terms:
+    column = "total" if term == "total" else f"terms.{term}.raw"
+    fall[term] = {
+        "first 3 steps": first[column].mean(),
+        "last 10 steps": last[column].mean(),
+        "step-to-step noise": last[column].std(),
+    }
+fall = pd.DataFrame(fall).T
+fall["fall / noise"] = (fall["first 3 steps"] - fall["last 10 steps"]) / fall["step-to-step noise"]
+display(fall.round(4))
+n_live = glue("l06_live_steps", int(live_result.steps))
+for term in ("lm", "validity"):
+    check_below(
+        f"the {term} loss falls over {n_live} steps, beyond its step-to-step noise",
+        fall.loc[term, "last 10 steps"],
+        fall.loc[term, "first 3 steps"],
+        noise=fall.loc[term, "step-to-step noise"],
+    )
+beyond = [term for term in live_terms if fall.loc[term, "fall / noise"] > 2]
+within = [term for term in live_terms if term not in beyond]
+glue("l06_beyond_noise", ", ".join(beyond))
+glue("l06_within_noise", ", ".join(within) if within else "none")
+glue("l06_lm_first", fall.loc["lm", "first 3 steps"])
+glue("l06_lm_last", fall.loc["lm", "last 10 steps"])
+glue("l06_validity_first", fall.loc["validity", "first 3 steps"])
+glue("l06_validity_last", fall.loc["validity", "last 10 steps"])
+glue("l06_live_log_vocab", math.log(len(live_run.vocabulary)))
+last_step = steps.iloc[-1]
+glue("l06_last_lm_share", last_step["terms.lm.share"])
+glue("l06_last_validity_share", last_step["terms.validity.share"])
+glue("l06_last_heads_share", last_step["terms.age.share"] + last_step["terms.sex.share"])
+
+# %% [markdown]
+# In {glue:text}`l06_live_steps` steps ({glue:text}`l06_live_seconds:.1f` s here) the LM loss
+# goes from {glue:text}`l06_lm_first:.3f` on the first steps (the uniform guess is
+# {glue:text}`l06_live_log_vocab:.3f`) to {glue:text}`l06_lm_last:.3f` on the last ten, and the
+# validity term from {glue:text}`l06_validity_first:.4f` to {glue:text}`l06_validity_last:.4f`.
+# The terms that fall by more than twice their noise: {glue:text}`l06_beyond_noise`; within
+# twice their noise: {glue:text}`l06_within_noise`. At the last step the LM term is
+# {glue:text}`l06_last_lm_share:.1f`% of the weighted total, the validity term
+# {glue:text}`l06_last_validity_share:.1f`% and the two heads together
+# {glue:text}`l06_last_heads_share:.2f`%: the total follows the LM term.
+
+# %% [markdown]
 # ## Summary
 #
 # - The LM loss is the mean negative log-probability of the scored tokens (padding `-100`
@@ -363,6 +572,13 @@ plt.show()
 # - The weighted total of our model matches the sum by hand to {glue:text}`l06_difference:.1e`,
 #   and `loss_breakdown` turns any set of terms and weights into shares: it reproduces the
 #   notes' 72.10 / 0.16 / 0.00 / 27.74%.
+# - Every term is declared once in `losses.LOSS_TERMS` (name, mean over tokens or patients,
+#   optional or not); the validity term is the unlikelihood `-log(1 - q_t)` of the mass on the
+#   codes the MCE rules forbid for the patient.
+# - `train()` is {glue:text}`l06_train_lines` lines: setup, then a loop of named steps (train
+#   step, log, checkpoint, end of epoch with its callbacks) that writes a `Run` folder; in a
+#   {glue:text}`l06_live_steps`-step live run the LM and validity terms fall beyond their
+#   step-to-step noise.
 #
 # ## Exercises
 #
