@@ -437,8 +437,9 @@ glue("l06_train_lines", len(train_source.splitlines()))
 # - **Setup** (`setup`, in `course_lib.train_setup`): the split, the vocabulary and the age
 #   normaliser from the training patients, the model, the loss weighting (lesson 07), AdamW and
 #   the warm-up schedule, the batch order; when resuming, every one of them restored from the
-#   checkpoint. `RunWriter` owns the run folder: it writes beside it and moves it into place only
-#   when the run finishes, so a crash never leaves half a run.
+#   checkpoint. `RunWriter` owns the run folder: it locks it against a second writer and, when
+#   `overwrite=True` replaces an old run, writes beside it and swaps the new run in only when
+#   training finishes, so a crash keeps the old run whole.
 # - **Step** (`_train_step`): one optimizer step, shown below.
 # - **Log** (`_log_step`): on step 1, the last step and every `log_every` steps, one line of
 #   `logs/train.jsonl` with every term's raw value, weight, weighted value and share of the
