@@ -289,13 +289,21 @@ _BASELINE = {
     "sample_every_epoch": 0,
     "log_every": 5,
 }
-_SEX_ONLY = {
-    **WITHOUT_ISSUE_11,
-    "max_steps": 20,
-    "loss_weights": {"lm": 0.0, "age": 0.0, "sex": 1.0},
-    "log_every": 1,
-    "sample_every_epoch": 0,
-    "patience": None,
+# Lessons 04 and 05: the conditioning recipe (validity loss on, the default) and its variants,
+# same budget; each stores one generated patient per training patient (no masked decoding).
+_CONDITIONING = {"max_steps": 300, "log_every": 5, "sample_every_epoch": 0, "patience": None}
+_CONDITIONING_SAMPLE = GenerationSpec(split="train")
+_PROMPT_VARIANTS: dict[str, dict[str, Any]] = {
+    "none": {"prompt_location": "none", "decoder_prompt_add": False},
+    "encoder": {"prompt_location": "encoder", "decoder_prompt_add": False},
+    "decoder": {"prompt_location": "decoder", "decoder_prompt_add": False},
+    "both": {"prompt_location": "both", "decoder_prompt_add": False},
+    "both_add": {},  # the default: prompts on both sides + the decoder vector
+}
+# Lesson 05: heavy aux heads vs none, both without the validity loss (prompts as the default).
+_AUX_VARIANTS: dict[str, dict[str, Any]] = {
+    "heavy": {"extra_losses": [], "loss_weights": {"age": 1.0, "sex": 1.0}},
+    "off": {"extra_losses": [], "loss_weights": NO_AUX},
 }
 # Lesson 07: every strategy trains the same steps on the narrow model, 30% of the sample.
 _BALANCING = {
@@ -355,38 +363,23 @@ RECIPES: dict[str, Recipe] = _register(
     Recipe("baseline_none", "03_bart_for_patients", "tiny", _BASELINE),
     *(
         Recipe(
-            f"prompts_{where}",
+            f"prompts_{name}",
             "04_conditional_prompts",
-            "tiny",
-            _BASELINE | {"prompt_location": where},
+            "narrow",
+            _CONDITIONING | settings,
+            generation=_CONDITIONING_SAMPLE,
         )
-        for where in ("encoder", "decoder", "both")
+        for name, settings in _PROMPT_VARIANTS.items()
     ),
-    Recipe(
-        "aux_w0.05",
-        "05_multitask_heads",
-        "tiny",
-        {
-            **WITHOUT_ISSUE_11,
-            "max_steps": 100,
-            "loss_weights": {"age": 0.05, "sex": 0.05},
-            "log_every": 2,
-            "sample_every_epoch": 0,
-            "patience": None,
-        },
-    ),
-    Recipe("sex_only_prompts_MLP_head", "05_multitask_heads", "tiny", _SEX_ONLY),
-    Recipe(
-        "sex_only_prompts_linear_head",
-        "05_multitask_heads",
-        "tiny",
-        _SEX_ONLY | {"aux_head": "linear"},
-    ),
-    Recipe(
-        "sex_only_no_prompts_MLP_head",
-        "05_multitask_heads",
-        "tiny",
-        _SEX_ONLY | {"prompt_location": "none"},
+    *(
+        Recipe(
+            f"aux_{name}",
+            "05_multitask_heads",
+            "narrow",
+            _CONDITIONING | settings,
+            generation=_CONDITIONING_SAMPLE,
+        )
+        for name, settings in _AUX_VARIANTS.items()
     ),
     _lesson07("static_0.01_0.2", loss_weights={"age": 0.01, "sex": 0.2}),
     _lesson07("static_0.005_0.005", loss_weights={"age": 0.005, "sex": 0.005}),
