@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -229,9 +231,14 @@ epoch_table.round(2)
 
 # %%
 from course_lib import icd9
+from course_lib.claims import check_above, check_below, check_true
 from course_lib.evaluation import mode_collapse_alarms
 from course_lib.evaluation.coherence import code_frequencies, js_divergence, top_k_overlap
-from course_lib.evaluation.diversity import diversity_metrics, top_code_share
+from course_lib.evaluation.diversity import (
+    diversity_metrics,
+    patient_distributions,
+    top_code_share,
+)
 from course_lib.evaluation.floor import subsample
 from course_lib.evaluation.validity import validity_metrics
 from course_lib.generation import generate_patients
@@ -262,6 +269,8 @@ def evaluate(patients) -> dict:
         "unique_codes": diversity["unique_codes"],
         "codes_per_patient": diversity["codes_per_patient_mean"],
         "chapters_per_patient": diversity["chapters_per_patient_mean"],
+        "chapters_mode": float(patient_distributions(patients)["chapters"].mode().iloc[0]),
+        "chapters_mode_share": diversity["chapters_per_patient_mode_share"],
         "top_code_share": diversity["top_code_share"],
         "age_violation_rate": validity["age_violation_rate"],
         "sex_violation_rate": validity["sex_violation_rate"],
@@ -277,35 +286,74 @@ results = {
     "real (floor)": evaluate(prompt_patients),
 }
 for name, result in results.items():
-    print(f"{name}: {result['alarms'] or 'no alarm'}")
+    print(f"{name}: " + ("; ".join(result["alarms"]) or "no alarm"))
 failing_top_code, failing_top_share = top_code_share(failing_sample)
 glue("failing_top_code", f"{icd9.to_dotted(failing_top_code)} ({icd9.describe(failing_top_code)})")
 print("failing run's top code:", failing_top_code, icd9.describe(failing_top_code))
+failing_result, real_result = results["failing"], results["real (floor)"]
+glue("failing_chapters_mode", int(failing_result["chapters_mode"]))
+glue("failing_mode_share", float(failing_result["chapters_mode_share"]))
+glue("real_mode_share", float(real_result["chapters_mode_share"]))
+glue("real_chapters_mode", int(real_result["chapters_mode"]))
+glue("unique_ratio", float(failing_result["unique_codes"] / real_result["unique_codes"]))
+check_below(
+    "the failing run writes fewer than half the real unique codes",
+    failing_result["unique_codes"],
+    0.5 * real_result["unique_codes"],
+)
+check_above(
+    "more of its patients share one chapter count than real patients do",
+    failing_result["chapters_mode_share"],
+    real_result["chapters_mode_share"],
+)
+check_true(
+    "mode_collapse_alarms fires on the failing run, not on the real patients",
+    bool(failing_result["alarms"]) and not real_result["alarms"],
+    f"{len(failing_result['alarms'])} alarm(s) vs {len(real_result['alarms'])}",
+)
 
 # %% [markdown]
+# This is the notes' signature, measured: the failing run writes
+# {glue:text}`failing_unique:.0f` unique codes where the real patients with the same prompts
+# have {glue:text}`real_unique:.0f` ({glue:text}`unique_ratio:.0%` of the real vocabulary), and
+# {glue:text}`failing_mode_share:.0%` of its patients have exactly
+# {glue:text}`failing_chapters_mode` chapter(s), where the most common count among real patients
+# ({glue:text}`real_chapters_mode`) covers {glue:text}`real_mode_share:.0%`: one template,
+# stamped on most patients. The alarm lines printed above are what `mode_collapse_alarms`
+# says about it.
+#
 # ## Remedies
 #
-# The notes list remedies; we apply three of them and measure each against the failing run.
+# The notes list remedies; we apply four of them and measure each against the failing run.
 #
 # 1. **Schedule the sex loss off** once it has converged: `ScheduledWeighting` with
 #    `OffBelowThreshold` (weight 1.0 until the epoch-mean sex loss stays below 0.05 for an
 #    epoch, then 0 for good). In the same run we **drop the co-occurrence loss**.
 # 2. **Add a diversity loss** and keep the co-occurrence loss: the negative entropy of the
 #    batch's mean code distribution (lesson 06), weight 2.0.
-# 3. **Rule-based validity instead of a sex loss**: mask the codes the MCE rules forbid for the
+# 3. **The validity loss instead of a sex loss** (issue 11): no sex head, the unlikelihood of
+#    the codes the MCE rules forbid for the patient at weight 10, co-occurrence loss kept.
+# 4. **Rule-based validity instead of a sex loss**: mask the codes the MCE rules forbid for the
 #    patient's age and sex at generation time (`generate_patients(validity=True)`), no training.
 
 # %%
 scheduled = ctx.train_or_load("sex_scheduled_no_cooc")
 with_diversity = ctx.train_or_load("cooc_plus_diversity")
+validity_instead = ctx.train_or_load("validity_instead")
 results["sex scheduled, no cooc"] = evaluate(generate(scheduled))
 results["cooc + diversity"] = evaluate(generate(with_diversity))
+results["validity loss, no sex, cooc"] = evaluate(generate(validity_instead))
 results["failing + validity rules"] = evaluate(generate(failing, validity=True))
 results["sex scheduled, no cooc + validity rules"] = evaluate(generate(scheduled, validity=True))
 
 # %% tags=["remove-input"]
 plot_epochs(
-    {"failing": failing, "sex scheduled, no cooc": scheduled, "cooc + diversity": with_diversity},
+    {
+        "failing": failing,
+        "sex scheduled, no cooc": scheduled,
+        "cooc + diversity": with_diversity,
+        "validity loss, no sex": validity_instead,
+    },
     "Sample checks at every epoch, before and after the remedies",
 )
 
@@ -397,6 +445,49 @@ def collapse_verdict(variant: str) -> str:
 glue("failing_verdict", collapse_verdict("failing"))
 glue("dropping_verdict", collapse_verdict("sex scheduled, no cooc"))
 glue("diversity_verdict", collapse_verdict("cooc + diversity"))
+validity_row = "validity loss, no sex, cooc"
+glue("validity_loss_verdict", collapse_verdict(validity_row))
+glue("validity_loss_unique", float(row[validity_row, "unique_codes"]))
+glue("validity_loss_sex", float(row[validity_row, "sex_violation_rate"]))
+glue("validity_loss_age", float(row[validity_row, "age_violation_rate"]))
+glue("validity_loss_alarms", int(row[validity_row, "collapse alarms"]))
+glue(
+    "validity_loss_collapse",
+    "still collapses: the co-occurrence loss, not the sex loss, causes the collapse"
+    if row[validity_row, "unique_codes"] < 0.5 * row["real (floor)", "unique_codes"]
+    else "does not collapse",
+)
+glue("failing_sex_violations_rate", float(row["failing", "sex_violation_rate"]))
+failing_share = row["failing", "top_code_share"]
+failing_mode_share = row["failing", "chapters_mode_share"]
+glue(
+    "collapse_shape",
+    (
+        f"one dominant code (in {failing_share:.0%} of patients)"
+        if failing_share > 2 * real_share
+        else f"no dominant code (the top code is in {failing_share:.0%} of patients)"
+    )
+    + (
+        f" and, as in the notes, one template: {failing_mode_share:.0%} of patients have exactly "
+        f"{int(row['failing', 'chapters_mode'])} chapter(s)"
+        if failing_mode_share > row["real (floor)", "chapters_mode_share"]
+        else " and no fixed number of chapters"
+    ),
+)
+failing_invalid = row["failing", "age_violation_rate"] + row["failing", "sex_violation_rate"]
+real_invalid = row["real (floor)", "age_violation_rate"] + row["real (floor)", "sex_violation_rate"]
+glue(
+    "collapse_validity",
+    "validity stays as clean as the real records'"
+    if failing_invalid <= real_invalid
+    else f"validity is not perfect either ({row['failing', 'age_violation_rate']:.1%} age and "
+    f"{row['failing', 'sex_violation_rate']:.1%} sex violations in the failing run)",
+)
+check_true(
+    "the removed-cooc remedy writes more unique codes than the failing run",
+    row["sex scheduled, no cooc", "unique_codes"] > row["failing", "unique_codes"],
+    f"{row['sex scheduled, no cooc', 'unique_codes']:.0f} vs {row['failing', 'unique_codes']:.0f}",
+)
 glue("failing_top_share", float(row["failing", "top_code_share"]))
 glue("real_top_share", float(real_share))
 glue("failing_age_violations", float(row["failing", "age_violation_rate"]))
@@ -429,6 +520,12 @@ glue(
 #   {glue:text}`diversity_unique:.0f` unique codes, JS divergence {glue:text}`diversity_js:.3f`).
 #   The two losses pull in opposite directions and their balance is one more weight to tune;
 #   dropping the loss that causes the collapse is simpler.
+# - **The validity loss instead of a sex loss**, co-occurrence loss kept: the model
+#   {glue:text}`validity_loss_collapse` ({glue:text}`validity_loss_unique:.0f` unique codes,
+#   {glue:text}`validity_loss_alarms` alarm(s)); it {glue:text}`validity_loss_verdict`, with
+#   sex and age violation rates {glue:text}`validity_loss_sex:.4f` and
+#   {glue:text}`validity_loss_age:.4f` (failing run: {glue:text}`failing_sex_violations_rate:.4f`
+#   and {glue:text}`failing_age_violations:.4f`).
 # - **Rule-based validity** needs no sex loss at all: the masked generator's sex violation
 #   rate is {glue:text}`with_rules_sex_violations:.4f` (age:
 #   {glue:text}`with_rules_age_violations:.4f`) against {glue:text}`without_sex_violations:.4f`
@@ -437,11 +534,10 @@ glue(
 #
 # Where our runs differ from the notes: our sex loss vanishes within a few hundred steps
 # because the prompt hands the decoder the answer; our collapse shows first as broken, short
-# samples and, once the grammar forbids that escape, as one dominant code rather than the
-# notes' two-chapter template; and our failing run is not medically valid either (age
-# violation rate {glue:text}`failing_age_violations:.3f`): a model this small and this briefly
-# trained writes some invalid codes whatever its losses. In both failures the total loss keeps
-# falling: the share of each term and the diversity metrics are what catch them.
+# samples and, once the grammar forbids that escape, as {glue:text}`collapse_shape`; and
+# {glue:text}`collapse_validity`: a model this small and this briefly trained writes some
+# invalid codes whatever its losses. In both failures the total loss keeps falling: the share
+# of each term and the diversity metrics are what catch them.
 #
 # ## Summary
 #
@@ -449,10 +545,12 @@ glue(
 #   every epoch: both failures of the notes are visible in those two logs long before the end.
 # - A vanishing term shows as a share that falls to ~0% and stays there: switch it off on
 #   purpose (`OffBelowThreshold`) or drop it, and say so in the log.
-# - A co-occurrence loss is cheapest to satisfy by writing fewer codes: unique codes and codes
-#   per patient collapse while validity stays perfect. Drop the loss (or balance it with a
+# - A co-occurrence loss is cheapest to satisfy by writing fewer codes: unique codes collapse
+#   (here to {glue:text}`unique_ratio:.0%` of the real vocabulary) and one chapter count takes
+#   over ({glue:text}`failing_mode_share:.0%` of patients). Drop the loss (or balance it with a
 #   diversity loss) and watch the diversity metrics against the real-vs-real floor.
-# - Validity rules at generation time give validity without an auxiliary loss.
+# - Validity comes from the validity loss or from rules at generation time, not from a sex
+#   head; neither repairs diversity.
 #
 # ## Exercises
 #
