@@ -305,16 +305,26 @@ _AUX_VARIANTS: dict[str, dict[str, Any]] = {
     "heavy": {"extra_losses": [], "loss_weights": {"age": 1.0, "sex": 1.0}},
     "off": {"extra_losses": [], "loss_weights": NO_AUX},
 }
-# Lesson 07: every strategy trains the same steps on the narrow model, 30% of the sample.
+# Lesson 07: every strategy trains the same 200 steps (10 epochs) on the narrow model, 30% of
+# the sample; each stores one generated patient per validation patient, scored by the lesson.
 _BALANCING = {
     **WITHOUT_ISSUE_11,
-    "epochs": 3,
+    "max_steps": 200,
     "patience": None,
     "sample_every_epoch": 0,
-    "log_every": 1,
+    "log_every": 5,
 }
-_BALANCING_SPLIT = (0.3, 0.1, 0.6)
+_BALANCING_SAMPLE = GenerationSpec(split="val")
 _EPOCH_STEPS_07 = 19  # ceil(600 training patients / batch 32): one epoch of lesson 07's runs
+_STATIC_07 = {
+    "0.01_0.2": {"age": 0.01, "sex": 0.2},
+    "0.005_0.005": {"age": 0.005, "sex": 0.005},
+    "0.001_0.001": {"age": 0.001, "sex": 0.001},
+    "0_0": NO_AUX,
+}
+_SEEDS_07 = (0, 1)  # training seeds of each static weight (the error bars)
+# Lessons 07 and 10 split 30% / 10% / 60% of the sample (lesson 10's failures).
+_BALANCING_SPLIT = (0.3, 0.1, 0.6)
 # Lesson 10: the failures, with the trainer's per-epoch sample check.
 _FAILURE = {
     **WITHOUT_ISSUE_11,
@@ -328,13 +338,17 @@ _FAILURE = {
 _GENERATOR = {"max_steps": 150, "sample_every_epoch": 0}
 
 
-def _lesson07(name: str, variants: Mapping[str, Any] | None = None, **settings: Any) -> Recipe:
+def _lesson07(
+    name: str, variants: Mapping[str, Any] | None = None, seed: int = 0, **settings: Any
+) -> Recipe:
     return Recipe(
         name,
         "07_balancing_losses",
         "narrow",
         _BALANCING | settings,
         split_fractions=_BALANCING_SPLIT,
+        seed=seed,
+        generation=_BALANCING_SAMPLE,
         variants=variants or {},
     )
 
@@ -381,10 +395,13 @@ RECIPES: dict[str, Recipe] = _register(
         )
         for name, settings in _AUX_VARIANTS.items()
     ),
-    _lesson07("static_0.01_0.2", loss_weights={"age": 0.01, "sex": 0.2}),
-    _lesson07("static_0.005_0.005", loss_weights={"age": 0.005, "sex": 0.005}),
-    _lesson07("static_0.001_0.001", loss_weights={"age": 0.001, "sex": 0.001}),
-    _lesson07("static_0_0", loss_weights=NO_AUX),
+    *(
+        _lesson07(f"static_{name}" + (f"_s{seed}" if seed else ""), seed=seed, loss_weights=w)
+        for name, w in _STATIC_07.items()
+        for seed in _SEEDS_07
+    ),
+    # The contrast: no aux heads, the validity unlikelihood of issue 11 instead.
+    _lesson07("validity_07", loss_weights={**NO_AUX, "validity": 10.0}, extra_losses=["validity"]),
     _lesson07(
         "weighting_scheduled",
         **_scheduled_07(_EPOCH_STEPS_07),
@@ -418,6 +435,11 @@ RECIPES: dict[str, Recipe] = _register(
         "cooc_plus_diversity",
         loss_weights={"age": 0.01, "sex": 1.0, "cooc": 5.0, "diversity": 2.0},
         extra_losses=["cooc", "diversity"],
+    ),
+    _lesson10(
+        "validity_instead",
+        loss_weights={"age": 0.01, "sex": 0.0, "cooc": 5.0, "validity": 10.0},
+        extra_losses=["cooc", "validity"],
     ),
     # Lessons 08 and 09: the course's default recipe (aux weights 0.001/0.001), one generator.
     Recipe("generator", "08_generating_patients", "tiny", _GENERATOR),
