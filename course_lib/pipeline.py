@@ -25,6 +25,7 @@ from course_lib.cli import (
 )
 from course_lib.cohort import Cohort
 from course_lib.evaluation.conditioning import conditioning_metrics
+from course_lib.evaluation.folders import likelihood_inputs
 from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
 from course_lib.evaluation.suite import evaluate_cohorts
 from course_lib.generation import generate_patients
@@ -115,6 +116,7 @@ def run_pipeline(
         notes.append(
             "synthetic patients labelled by the simulator's ground-truth outcome model (TSTR)"
         )
+    likelihoods = likelihood_inputs(run, test, splits["val"], train_cohort=cohort, seed=seed)
     evaluation = evaluate_cohorts(
         synthetic,
         test,
@@ -122,7 +124,11 @@ def run_pipeline(
         reference=splits["val"],
         outcome_labeler=labeler,
         seed=seed,
+        log_likelihoods=likelihoods,
     )
+    evaluation.metrics.update(likelihoods.metrics)
+    evaluation.intervals.update(likelihoods.intervals)
+    notes.extend(likelihoods.notes)
     evaluation.metrics.update(
         conditioning_metrics(
             model,

@@ -180,37 +180,20 @@ print("identical logits:", same_logits)
 # `course_lib.training.train` runs the whole loop (lesson 06 opens it up): it splits the cohort
 # by patient exactly as above, builds the vocabulary and the age normaliser on the training
 # split, trains with AdamW and a warm-up then linear decay, and keeps the model with the lowest
-# validation LM loss. We switch the auxiliary losses off (`loss_weights` 0) so the baseline is
-# a pure language model.
+# validation LM loss. We switch the auxiliary losses off (`loss_weights` 0) and leave out the
+# validity loss of lesson 04, so the baseline is a pure language model.
 #
-# On a CPU the `tiny` preset trains for a fixed, small number of optimizer steps, chosen so that
-# the run takes well under a minute on two cores; on a GPU the preset's own epochs apply. Lesson
-# 04 reuses this run, named `baseline_none`, so the two lessons compare like with like.
+# The run is a named *recipe*, `baseline_none` (`course_lib.recipes`): on a CPU the `tiny`
+# preset trains for a fixed, small number of optimizer steps; on a GPU the preset's own epochs
+# apply. `ctx.train_or_load` loads the reference run stored with the course when it matches the
+# recipe and the code, and trains it otherwise (`COURSE_RETRAIN=1` forces that). Lesson 04
+# reuses this run, so the two lessons compare like with like.
 
 # %%
-from course_lib.training import TrainConfig, load_run, train
-
-max_steps = 150 if ctx.preset.name == "tiny" else None  # CPU budget; a GPU runs full epochs
-baseline_config = TrainConfig(
-    data=str(ctx.data_dir),
-    preset=ctx.preset.name,
-    max_steps=max_steps,
-    prompt_location="none",
-    loss_weights={"age": 0.0, "sex": 0.0},
-    sample_every_epoch=0,  # the mode-collapse check (lesson 10); here it would only cost time
-    log_every=5,
-    progress=False,
-)
-
-
-def train_baseline(folder):
-    return train(baseline_config.replace(out=str(folder)), cohort)
-
-
-model, run_vocabulary, run_normalizer, run_config = ctx.load_or_train(
-    "baseline_none", train_baseline, load_run
-)
-run_dir = ctx.run_dir("baseline_none")
+baseline = ctx.train_or_load("baseline_none")  # the recipe: course_lib.recipes.RECIPES
+print("loss weights:", baseline.config.loss_weights, "extra losses:", baseline.config.extra_losses)
+model, run_vocabulary = baseline.model, baseline.vocabulary
+run_config, run_dir = baseline.config, baseline.run.path
 assert run_vocabulary.tokens == vocabulary.tokens, "the run's vocabulary should be ours"
 
 # %% [markdown]
@@ -242,7 +225,7 @@ import matplotlib.pyplot as plt
 
 from course_lib.runs import Run
 
-run = Run(run_dir)  # the run folder's one reader: logs, splits, model, vocabulary
+run = baseline.run  # the run folder's one reader (course_lib.runs.Run): logs, splits, model
 train_log = run.log("train")
 epoch_log = run.log("epochs")
 train_log["lm"] = train_log["terms.lm.raw"]

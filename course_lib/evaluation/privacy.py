@@ -421,13 +421,23 @@ COPY_MARGIN = 0.02
 DCR_SHARE_MARGIN = 0.10
 
 
+MIA_AUC_MARGIN = 0.1  # AUROC points above the floor: a clear likelihood membership signal
+
+
 def privacy_alarms(metrics: Mapping[str, float]) -> list[str]:
-    """Alarms when ``exact_copy_rate`` or ``dcr_holdout_share`` clearly exceed their floors
-    (by ``COPY_MARGIN`` and ``DCR_SHARE_MARGIN``; floors 0 and 0.5 when absent)."""
+    """Alarms when ``exact_copy_rate``, ``dcr_holdout_share`` or ``mia_likelihood_auc`` clearly
+    exceed their floors (by ``COPY_MARGIN``, ``DCR_SHARE_MARGIN`` and ``MIA_AUC_MARGIN``;
+    floors 0, 0.5 and 0.5 when absent)."""
     alarms = []
     checks = (
         ("exact_copy_rate", 0.0, COPY_MARGIN, "synthetic patients copy training records"),
         ("dcr_holdout_share", 0.5, DCR_SHARE_MARGIN, "closer to training than to unseen patients"),
+        (
+            "mia_likelihood_auc",
+            0.5,
+            MIA_AUC_MARGIN,
+            "the model's likelihood tells its training patients from unseen ones",
+        ),
     )
     for key, default_floor, margin, meaning in checks:
         value = metrics.get(key, math.nan)

@@ -30,6 +30,14 @@ HEADLINE_KEYS = (
     "days_between_visits_wasserstein",
     "age_violation_rate",
     "sex_violation_rate",
+    "age_violation_rate_all_female",
+    "age_violation_rate_all_male",
+    "sex_violation_rate_all_female",
+    "sex_violation_rate_all_male",
+    "prompt_information_nats",
+    "prompt_information_true_nats",
+    "prompt_discrimination_nats",
+    "prompt_discrimination_true_nats",
     "duplicate_rate",
     "unique_codes",
     "coverage",
@@ -44,6 +52,43 @@ HEADLINE_KEYS = (
     "tstr_oracle_auroc",
     "trtr_auroc",
     "augmentation_auroc",
+)
+MODEL_HEADLINE_KEYS = (  # need the trained model (evaluate --run, or the pipeline)
+    "mia_likelihood_auc",
+    "perplexity",
+    "unigram_perplexity",
+    "age_violation_rate_all_female",
+    "age_violation_rate_all_male",
+    "sex_violation_rate_all_female",
+    "sex_violation_rate_all_male",
+    "prompt_information_nats",
+    "prompt_information_true_nats",
+    "prompt_discrimination_nats",
+    "prompt_discrimination_true_nats",
+)
+CONDITIONING_KEYS = (
+    "prompt_information_nats",
+    "prompt_information_true_nats",
+    "prompt_information_ratio",
+    "prompt_information_sex_nats",
+    "prompt_information_sex_true_nats",
+    "prompt_information_age_nats",
+    "prompt_information_age_true_nats",
+    "prompt_discrimination_nats",
+    "prompt_discrimination_true_nats",
+    "sex_violation_rate_all_female",
+    "sex_violation_rate_all_male",
+    "age_violation_rate_all_female",
+    "age_violation_rate_all_male",
+    "female_code_share_female_prompt",
+    "female_code_share_male_prompt",
+    "female_code_share_real_female",
+    "female_code_share_real_male",
+    "newborn_code_share_newborns",
+    "newborn_code_share_adults",
+    "newborn_code_share_real_newborns",
+    "newborn_code_share_real_adults",
+    "group_r2_mean",
 )
 FAMILIES: dict[str, tuple[str, ...]] = {
     "Fidelity": ("detection_auc", "alpha_precision", "beta_recall", "authenticity"),
@@ -86,6 +131,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "Privacy": PRIVACY_KEYS,
     "Likelihood": ("perplexity", "unigram_perplexity", "perplexity_train"),
+    "Conditioning": CONDITIONING_KEYS,
     "Utility": UTILITY_KEYS,
 }
 
@@ -106,21 +152,37 @@ def _absolute(test: Callable[[float], bool]) -> Callable[[float, float], bool | 
     return lambda value, floor: None if math.isnan(value) else bool(test(value))
 
 
-def _js_goal(value: float, floor: float) -> bool | None:
-    if math.isnan(value) or math.isnan(floor):
-        return None
-    return value <= 1.5 * floor
+def _relative(test: Callable[[float, float], bool]) -> Callable[[float, float], bool | None]:
+    """A goal stated against the real-vs-real floor: not judged without a floor."""
+    return lambda value, floor: (
+        None if math.isnan(value) or math.isnan(floor) else bool(test(value, floor))
+    )
 
 
+# Issue 11's targets for a converged model, each against the floor where one exists (a goal
+# that a second real sample would fail is no goal); validity goals are absolute because
+# real patients break no rule (floor 0).
 GOALS: dict[str, Goal] = {
-    "detection_auc": Goal("<= 0.6", _absolute(lambda value: value <= 0.6)),
-    "js_divergence": Goal("<= 1.5x floor", _js_goal),
-    "top100_overlap": Goal(">= 0.85", _absolute(lambda value: value >= 0.85)),
-    "age_violation_rate": Goal("< 0.5%", _absolute(lambda value: value < 0.005)),
-    "sex_violation_rate": Goal("< 0.1%", _absolute(lambda value: value < 0.001)),
+    "detection_auc": Goal("<= floor + 0.1", _relative(lambda v, f: v <= f + 0.1)),
+    "js_divergence": Goal("<= 1.15x floor", _relative(lambda v, f: v <= 1.15 * f)),
+    "unigram_r2": Goal(">= 0.95x floor", _relative(lambda v, f: v >= 0.95 * f)),
+    "top100_overlap": Goal(">= 0.9x floor", _relative(lambda v, f: v >= 0.9 * f)),
+    "coverage": Goal(">= 0.9x floor", _relative(lambda v, f: v >= 0.9 * f)),
+    "age_violation_rate": Goal("<= 1%", _absolute(lambda value: value <= 0.01)),
+    "sex_violation_rate": Goal("<= 0.5%", _absolute(lambda value: value <= 0.005)),
     "duplicate_rate": Goal("0%", _absolute(lambda value: value == 0.0)),
-    "coverage": Goal(">= 70%", _absolute(lambda value: value >= 0.70)),
 }
+for _sex in ("female", "male"):  # the same ages, every patient made one sex (issue 11)
+    GOALS[f"age_violation_rate_all_{_sex}"] = GOALS["age_violation_rate"]
+    GOALS[f"sex_violation_rate_all_{_sex}"] = GOALS["sex_violation_rate"]
+
+
+def floor_meets_goal(key: str, evaluation: Mapping[str, float]) -> bool | None:
+    """Whether the floor itself (a second real sample) meets ``key``'s goal."""
+    floor = float(evaluation.get(f"{key}_floor", math.nan))
+    if key not in GOALS or math.isnan(floor):
+        return None
+    return GOALS[key].met(floor, floor)
 
 
 def goal_results(evaluation: Mapping[str, float]) -> dict[str, bool | None]:
@@ -151,8 +213,13 @@ def _ratio(value: float, floor: float) -> float:
     return value / floor
 
 
-def _status(met: bool | None) -> str:
-    return "n/a" if met is None else ("pass" if met else "FAIL")
+def _status(met: bool | None, floor_met: bool | None = None) -> str:
+    """pass/FAIL; a goal the floor itself misses is reported, never failed."""
+    if met is None:
+        return "n/a"
+    if floor_met is False:
+        return "(floor misses it too)" if not met else "pass"
+    return "pass" if met else "FAIL"
 
 
 def _interval(evaluation: Mapping[str, float], key: str) -> str:
@@ -182,7 +249,7 @@ def _rows(evaluation: Mapping[str, float], keys: Sequence[str]) -> list[list[str
                 _number(floor),
                 _number(_ratio(value, floor)),
                 goal.text if goal else "",
-                _status(results[key]) if goal else "",
+                _status(results[key], floor_meets_goal(key, evaluation)) if goal else "",
             ]
         )
     return rows
@@ -283,7 +350,12 @@ def report_json(
         payload[f"{key}_ci"] = None if None in bounds else bounds
     payload["n_patients"] = int(getattr(evaluation, "n_patients", 0))
     payload["goals"] = {
-        key: {"goal": GOALS[key].text, "met": met} for key, met in goal_results(evaluation).items()
+        key: {
+            "goal": GOALS[key].text,
+            "met": met,
+            "floor_met": floor_meets_goal(key, evaluation),
+        }
+        for key, met in goal_results(evaluation).items()
     }
     payload["alarms"] = list(getattr(evaluation, "alarms", []))
     payload["notes"] = list(notes)
