@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": (
-        "course_lib.simulate",
+        "course_lib.simulate_cli",
         "write a seeded synthetic cohort in the MIMIC-III CSV layout",
     ),
     "summary": (

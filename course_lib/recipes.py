@@ -51,6 +51,7 @@ CODE_MODULES = (
     "prompts.py",
     "losses.py",
     "weighting.py",
+    "schedules.py",
     "train_setup.py",
     "training.py",
     "checkpoint.py",
