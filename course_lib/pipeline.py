@@ -86,16 +86,7 @@ def run_pipeline(
     print(f"[2/3] generating {len(test):,} patients with the test split's ages and sexes")
     step_started = time.perf_counter()
     generate_options = {"validity": validity, "guidance": guidance}
-    synthetic = generate_patients(
-        model,
-        vocabulary,
-        normalizer,
-        [p.age for p in test],
-        [p.sex for p in test],
-        seed=seed,
-        progress=progress,
-        **generate_options,
-    )
+    synthetic = generate_like(run, test, seed=seed, progress=progress, **generate_options)
     write_mimic(synthetic, out / "synthetic")
     timings["generate_s"] = time.perf_counter() - step_started
 
@@ -142,7 +133,7 @@ def run_pipeline(
             **generate_options,
         )
     )
-    spread = generation_spread(model, run, test, seed, generation_seeds, generate_options)
+    spread = generation_spread(run, test, seed, generation_seeds, generate_options)
     evaluation.metrics.update(spread)
     if spread:
         notes.append(
@@ -163,11 +154,18 @@ def run_pipeline(
     return dict(evaluation)
 
 
+def generate_like(run: Run, cohort: Cohort, **options) -> Cohort:
+    """One synthetic patient per patient of ``cohort``, with the same age and sex."""
+    model, vocabulary, normalizer, _ = run.parts()
+    ages, sexes = [p.age for p in cohort], [p.sex for p in cohort]
+    return generate_patients(model, vocabulary, normalizer, ages, sexes, **options)
+
+
 SPREAD_KEYS = ("js_divergence", "unigram_r2", "sex_violation_rate", "age_violation_rate")
 
 
 def generation_spread(
-    model, run: Run, test: Cohort, seed: int, seeds: int, generate_options: dict
+    run: Run, test: Cohort, seed: int, seeds: int, generate_options: dict
 ) -> dict[str, float]:
     """``<key>_seed_sd``: how much a metric moves when only the generation seed changes.
 
@@ -176,19 +174,9 @@ def generation_spread(
     """
     if seeds < 2:
         return {}
-    _, vocabulary, normalizer, _ = run.parts()
     values: dict[str, list[float]] = {key: [] for key in SPREAD_KEYS}
     for offset in range(seeds):
-        synthetic = generate_patients(
-            model,
-            vocabulary,
-            normalizer,
-            [p.age for p in test],
-            [p.sex for p in test],
-            seed=seed + 1000 + offset,
-            progress=False,
-            **generate_options,
-        )
+        synthetic = generate_like(run, test, seed=seed + 1000 + offset, **generate_options)
         metrics = evaluate_cohorts(synthetic, test, seed=seed, n_resamples=0)
         for key in SPREAD_KEYS:
             values[key].append(float(metrics[key]))
