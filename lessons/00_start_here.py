@@ -155,9 +155,12 @@ print("repository root:     ", ctx.repo_root)
 print("runs of this lesson: ", ctx.runs_dir)
 
 # %% [markdown]
-# A lesson that trains asks its context for a run: `ctx.load_or_train("tiny_run", train, load)`
-# loads the run from `ctx.runs_dir` when a previous execution finished it, and trains it
-# otherwise. Rerunning a lesson on a laptop is then cheap; delete the folder to train again.
+# A lesson that trains asks its context for a named *recipe* (`course_lib.recipes.RECIPES`):
+# `ctx.train_or_load("baseline_none")` loads the reference run stored with the course in
+# `reference_runs/` when it matches the recipe and the code that trained it, else a run this
+# machine trained earlier in `ctx.runs_dir`, and trains it otherwise (`COURSE_RETRAIN=1`
+# forces training). Rerunning a lesson on a laptop is then cheap, and the numbers in the book
+# are those of runs trained past the point where their story shows.
 #
 # ## Presets: how big is the model?
 #
