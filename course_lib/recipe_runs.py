@@ -111,6 +111,8 @@ def make_stamp(recipe: Recipe, data_dir: Path | None, wall_s: float) -> dict[str
         if device == "cuda"
         else f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
         "device_type": device,
+        # the vector kernels torch picked: another set sums floats in another order
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "wall_s": round(wall_s, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
