@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from course_lib.losses import CORE_TERMS, OPTIONAL_TERMS
+from course_lib.losses import CORE_TERMS, LOSS_TERMS, OPTIONAL_TERMS
 from course_lib.mimic import DEFAULT_UNKNOWN_CODES, UNKNOWN_CODES
 from course_lib.presets import get_preset
 from course_lib.weighting import (
@@ -243,9 +243,19 @@ class TrainConfig:
             if self.max_length is not None
             else preset.max_sequence_length,
             split_fractions=[float(f) for f in self.split_fractions],
-            loss_weights={k: float(v) for k, v in self.loss_weights.items()},
+            loss_weights=self.filled_loss_weights(),
             extra_losses=list(self.extra_losses),
         )
+
+    def filled_loss_weights(self) -> dict[str, float]:
+        """``loss_weights`` plus the registry's default weight of any term this run turns on
+        without weighing it (``--loss-weights age=0.01,sex=0.02`` keeps validity at 10)."""
+        weights = {name: float(value) for name, value in self.loss_weights.items()}
+        for term in self.terms:
+            default = LOSS_TERMS[term].default_weight
+            if term != "lm" and term not in weights and default is not None:
+                weights[term] = float(default)
+        return weights
 
     def validate(self) -> None:
         """Raise :class:`TrainConfigError` naming the first bad setting; does no work."""
@@ -369,7 +379,7 @@ def _schedules_from_options(config: TrainConfig) -> dict[str, Any]:
     for term in config.terms:
         if term == "lm" and term not in given:
             continue
-        spec = given.pop(term, config.loss_weights.get(term))
+        spec = given.pop(term, config.filled_loss_weights().get(term))
         if spec is None:
             raise ValueError(f"no weight or schedule for the {term!r} loss")
         if isinstance(spec, Mapping):
@@ -396,7 +406,7 @@ def make_loss_weighting(config: TrainConfig) -> LossWeighting:
     """
     options = dict(config.weighting_options)
     if config.weighting == "static":
-        options.setdefault("weights", dict(config.loss_weights))
+        options.setdefault("weights", config.filled_loss_weights())
     elif config.weighting == "scheduled":
         options["schedules"] = _schedules_from_options(config)
     return make_weighting(config.weighting, config.terms, **options)

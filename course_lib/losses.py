@@ -38,20 +38,24 @@ class LossTerm:
     ``per`` says what the term is a mean over (``"token"``: scored label positions;
     ``"patient"``: sequences), which the trainer needs to average it over a validation set.
     ``optional`` terms are computed only when a run asks for them (``extra_losses``).
+    ``kind`` is the likelihood behind the term, which uncertainty weighting needs;
+    ``default_weight`` is used when a run turns the term on without giving it a weight.
     """
 
     name: str
     per: Literal["token", "patient"]
     optional: bool
     doc: str
+    kind: Literal["regression", "classification"] = "regression"
+    default_weight: float | None = None
 
 
 LOSS_TERMS: dict[str, LossTerm] = {
     term.name: term
     for term in (
-        LossTerm("lm", "token", False, "next-code cross-entropy (the language model)"),
+        LossTerm("lm", "token", False, "next-code cross-entropy", "classification", 1.0),
         LossTerm("age", "patient", False, "MSE of the age head on the normalised age"),
-        LossTerm("sex", "patient", False, "cross-entropy of the sex head"),
+        LossTerm("sex", "patient", False, "cross-entropy of the sex head", "classification"),
         LossTerm("cooc", "token", True, "co-occurrence loss of the original notes"),
         LossTerm("diversity", "token", True, "negative entropy of the mean code distribution"),
         LossTerm(
@@ -59,6 +63,8 @@ LOSS_TERMS: dict[str, LossTerm] = {
             "token",
             True,
             "unlikelihood of the codes the MCE age/sex rules forbid for the patient",
+            "classification",  # -log(1 - p_forbidden): a Bernoulli log-likelihood
+            10.0,  # issue 11's measured winner
         ),
     )
 }

@@ -46,6 +46,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from course_lib.losses import LOSS_TERMS
 from course_lib.schedules import (  # noqa: F401 (re-exported: part of the weighting API)
     Constant,
     LinearWarmup,
@@ -188,13 +189,7 @@ class ScheduledWeighting(LossWeighting):
 
 # --- uncertainty (Kendall, Gal & Cipolla 2018) -------------------------------------------
 TaskKind = Literal["regression", "classification"]
-DEFAULT_KINDS: dict[str, TaskKind] = {
-    "lm": "classification",
-    "sex": "classification",
-    "age": "regression",
-    "cooc": "regression",
-    "diversity": "regression",
-}
+DEFAULT_KINDS: dict[str, TaskKind] = {name: term.kind for name, term in LOSS_TERMS.items()}
 
 
 class UncertaintyWeighting(LossWeighting):
