@@ -34,9 +34,11 @@ import numpy as np
 import torch
 from sklearn.metrics import r2_score
 
-from course_lib import icd9
+from course_lib import ground_truth, icd9, simulate
 from course_lib.cohort import Cohort
 from course_lib.evaluation.validity import validity_metrics
+from course_lib.generation import demographics_tensors, generate_patients
+from course_lib.tokens import BOS_ID, VISIT_START_ID
 
 SMOOTHING = 0.01
 AGE_SHIFT_YEARS = 40.0
@@ -80,8 +82,6 @@ def model_first_code_probabilities(
     The decoder reads ``<patient> <visit>`` and its next-token distribution is restricted to
     the codes, as the generation grammar restricts it. ``codes`` must be in the vocabulary.
     """
-    from course_lib.generation import demographics_tensors
-    from course_lib.tokens import BOS_ID, VISIT_START_ID
 
     model.eval()
     code_ids = torch.tensor(vocabulary.code_ids)
@@ -114,7 +114,6 @@ def prompt_information(
     model, vocabulary, normalizer, real: Cohort, *, simulated: bool = False
 ) -> dict[str, float]:
     """``prompt_information[_sex|_age]_nats`` and, for a simulated cohort, the ``_true_`` ones."""
-    from course_lib import ground_truth, simulate
 
     ages, sexes, codes = _first_codes(real, vocabulary)
     n_codes = len(vocabulary.code_ids)
@@ -256,7 +255,6 @@ def conditioning_metrics(
     generated here with ``generate_options`` (those of :func:`generate_patients`: pass the
     same ``validity``/``guidance`` as for ``synthetic``).
     """
-    from course_lib.generation import generate_patients
 
     ages = [p.age for p in real]
     one_sex = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,14 +24,14 @@ import pandas as pd
 from course_lib import icd9
 from course_lib.cohort import Cohort
 from course_lib.evaluation.floor import disjoint_splits
+from course_lib.evaluation.likelihood import patient_log_likelihoods, perplexity, unigram_perplexity
 from course_lib.evaluation.privacy import visit_signature
 from course_lib.evaluation.suite import Evaluation, evaluate_cohorts
 from course_lib.evaluation.uncertainty import Interval, bootstrap_records
 from course_lib.evaluation.utility import DEFAULT_OUTCOME, OutcomeLabeler
-from course_lib.mimic import DEFAULT_UNKNOWN_CODES
-
-if TYPE_CHECKING:
-    from course_lib.runs import Run
+from course_lib.mimic import DEFAULT_UNKNOWN_CODES, MimicFormatError, load_mimic
+from course_lib.runs import Run
+from course_lib.simulate import simulate_outcomes
 
 MIMIC_FILES = "PATIENTS.csv, ADMISSIONS.csv and DIAGNOSES_ICD.csv"
 # A folder whose diagnosis codes are more than this share unknown to ICD-9-CM v32 is taken to
@@ -90,7 +89,6 @@ def load_folder(
 
     ``role`` (real, synthetic, train, reference) names the folder in every error.
     """
-    from course_lib.mimic import MimicFormatError, load_mimic
 
     directory = Path(directory)
     where = f"{role} folder {directory}"
@@ -255,7 +253,6 @@ def simulator_labeler(loaded: LoadedFolders, seed: int) -> OutcomeLabeler | None
                 "the utility metrics are null."
             )
         return None
-    from course_lib.simulate import simulate_outcomes
 
     def labeler(patients):
         return simulate_outcomes(patients, seed)
@@ -307,7 +304,6 @@ def _capped(cohort: Cohort, max_patients: int, rng: np.random.Generator) -> Coho
 
 def _run_training_data(run: Run) -> Cohort:
     """The cohort the run was trained on, read from its config's ``data`` folder."""
-    from course_lib.mimic import load_mimic
 
     data = run.config.data
     if not data or not Path(data).is_dir():
@@ -345,13 +341,6 @@ def likelihood_inputs(
     The training patients are the run's train split of ``train_cohort`` (default: the run's
     own data folder). Real and reference patients must be outside that split.
     """
-    from course_lib.evaluation.likelihood import (
-        patient_log_likelihoods,
-        perplexity,
-        unigram_perplexity,
-    )
-    from course_lib.runs import Run
-
     if max_patients < 1:
         raise ValueError(f"max_patients must be >= 1, got {max_patients}")
     run = run if isinstance(run, Run) else Run.load(run)
