@@ -524,3 +524,15 @@ def test_cli_unknown_codes_flag_reaches_the_loader(run_and_data, tmp_path, capsy
         run, spoiled, ["binary"], tmp_path / "cache", "decoder_end", unknown_codes="skip"
     )
     assert any("skipped 1 rows" in note and "99999" in note for note in loaded.cohort.notes)
+
+
+def test_features_of_a_run_trained_with_the_validity_loss(tiny_model_and_cohort):
+    """A run that stores a validity weight (the default recipe) still gives its features."""
+    model, cohort, normalizer = tiny_model_and_cohort
+    stored = model.config.loss_weights
+    model.config.loss_weights = {"age": 0.001, "sex": 0.001, "validity": 10.0}
+    try:
+        features = extract_features(model, cohort, normalizer, kind="decoder_end")
+    finally:
+        model.config.loss_weights = stored
+    assert features.features.shape == (len(cohort), 32)

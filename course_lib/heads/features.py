@@ -32,6 +32,7 @@ import torch
 
 from course_lib.cohort import Cohort
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
+from course_lib.losses import OPTIONAL_TERMS
 
 FEATURE_KINDS = ("decoder_end", "encoder_mean", "concat")
 
@@ -117,6 +118,9 @@ def extract_features(
                     labels=batch["labels"],
                     x_num=batch["x_num"],
                     x_cat=batch["x_cat"],
+                    # only the hidden states are wanted: weigh no optional term this call
+                    # skips (a run trained with the validity loss stores its weight)
+                    loss_weights={term: 0.0 for term in OPTIONAL_TERMS},
                 )
                 parts.append(out.end_hidden)  # [batch, d_model]
             if kind in ("encoder_mean", "concat"):
