@@ -13,6 +13,23 @@ from pathlib import Path
 from course_lib.evaluation.suite import PRIVACY_KEYS, SEQUENCE_KEYS, UTILITY_KEYS
 
 # The headline metrics, in report order.
+# Headline keys that need the trained model: the likelihood ones (evaluate --run, pipeline)
+# and the conditioning ones (pipeline only: they generate all-female and all-male cohorts).
+LIKELIHOOD_HEADLINE = (
+    "mia_likelihood_auc",
+    "perplexity",
+    "unigram_perplexity",
+)
+CONDITIONING_HEADLINE = (
+    "age_violation_rate_all_female",
+    "age_violation_rate_all_male",
+    "sex_violation_rate_all_female",
+    "sex_violation_rate_all_male",
+    "prompt_information_nats",
+    "prompt_information_true_nats",
+    "prompt_discrimination_nats",
+    "prompt_discrimination_true_nats",
+)
 HEADLINE_KEYS = (
     "detection_auc",
     "alpha_precision",
@@ -30,14 +47,7 @@ HEADLINE_KEYS = (
     "days_between_visits_wasserstein",
     "age_violation_rate",
     "sex_violation_rate",
-    "age_violation_rate_all_female",
-    "age_violation_rate_all_male",
-    "sex_violation_rate_all_female",
-    "sex_violation_rate_all_male",
-    "prompt_information_nats",
-    "prompt_information_true_nats",
-    "prompt_discrimination_nats",
-    "prompt_discrimination_true_nats",
+    *CONDITIONING_HEADLINE,
     "duplicate_rate",
     "unique_codes",
     "coverage",
@@ -53,19 +63,7 @@ HEADLINE_KEYS = (
     "trtr_auroc",
     "augmentation_auroc",
 )
-MODEL_HEADLINE_KEYS = (  # need the trained model (evaluate --run, or the pipeline)
-    "mia_likelihood_auc",
-    "perplexity",
-    "unigram_perplexity",
-    "age_violation_rate_all_female",
-    "age_violation_rate_all_male",
-    "sex_violation_rate_all_female",
-    "sex_violation_rate_all_male",
-    "prompt_information_nats",
-    "prompt_information_true_nats",
-    "prompt_discrimination_nats",
-    "prompt_discrimination_true_nats",
-)
+MODEL_HEADLINE_KEYS = (*LIKELIHOOD_HEADLINE, *CONDITIONING_HEADLINE)  # need the model
 CONDITIONING_KEYS = (
     "prompt_information_nats",
     "prompt_information_true_nats",
