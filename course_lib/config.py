@@ -152,6 +152,11 @@ class TrainConfig:
     decoder_prompt_add: bool = setting(
         True, "also add a demographic vector to every decoder position (issue 11's winner)"
     )
+    outcome_prompts: list[str] = setting(
+        [],
+        "outcome columns (e.g. LVEF_REDUCED) given as further prompts, to generate for labels",
+        parse=_names,
+    )
     condition_dropout: float = setting(
         0.0,
         "share of training patients with age and sex hidden (for classifier-free guidance)",
@@ -245,6 +250,7 @@ class TrainConfig:
             split_fractions=[float(f) for f in self.split_fractions],
             loss_weights=self.filled_loss_weights(),
             extra_losses=list(self.extra_losses),
+            outcome_prompts=list(self.outcome_prompts),
         )
 
     def filled_loss_weights(self) -> dict[str, float]:
@@ -297,6 +303,10 @@ class TrainConfig:
                 )
         if any(e not in OPTIONAL_TERMS for e in self.extra_losses):
             self._fail("extra_losses", f"a list drawn from {list(OPTIONAL_TERMS)}")
+        if not all(isinstance(c, str) and c for c in self.outcome_prompts) or len(
+            set(self.outcome_prompts)
+        ) != len(self.outcome_prompts):
+            self._fail("outcome_prompts", "distinct outcome column names, e.g. [LVEF_REDUCED]")
         if len(set(self.extra_losses)) != len(self.extra_losses):
             self._fail("extra_losses", "each extra loss at most once")
         stray = [name for name in self.loss_weights if name not in self.terms]

@@ -29,7 +29,7 @@ Missing outcome values: categorical outcomes (``lvef_reduced``, ``event_observed
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from course_lib.cohort import Cohort, Patient
+from course_lib.outcome_prompts import cohort_prompt_labels
 from course_lib.tokens import (
     BOS_ID,
     EOS_ID,
@@ -166,12 +167,19 @@ class PatientDataset(Dataset):
     """One item per patient, encoded once at construction.
 
     Item: ``input_ids`` LongTensor [L] (``<patient>`` ... ``</patient>``, L <= max_length),
-    ``x_num`` float [1] (normalised age), ``x_cat`` long [1] (sex index, F=0, M=1),
-    ``subject_id`` int, and one entry per outcome column the cohort has.
+    ``x_num`` float [1] (normalised age), ``x_cat`` long [1 + k] (sex index, F=0, M=1, then
+    the class of each of the k ``outcome_prompts`` columns, :mod:`course_lib.outcome_prompts`;
+    a mapping column -> class count also checks the labels against it), ``subject_id`` int,
+    and one entry per outcome column the cohort has.
     """
 
     def __init__(
-        self, cohort: Cohort, vocab: Vocabulary, normalizer: AgeNormalizer, max_length: int
+        self,
+        cohort: Cohort,
+        vocab: Vocabulary,
+        normalizer: AgeNormalizer,
+        max_length: int,
+        outcome_prompts: Sequence[str] | Mapping[str, int] = (),
     ) -> None:
         if max_length < MIN_MAX_LENGTH:
             raise ValueError(f"max_length must be >= {MIN_MAX_LENGTH}, got {max_length}")
@@ -181,13 +189,23 @@ class PatientDataset(Dataset):
         self.subject_ids: list[int] = []
         self.sequences: list[list[int]] = []
         self.x_num: list[float] = []
-        self.x_cat: list[int] = []
+        self.x_cat: list[list[int]] = []  # one row per patient: [sex, *outcome classes]
         self.truncated_subject_ids: list[int] = []
         unknown_before = vocab.unknown_count
         for patient in cohort:
             self._add(patient)
         self.unknown_count = vocab.unknown_count - unknown_before
         self.outcomes = self._outcome_columns(cohort.outcomes)
+        labels = cohort_prompt_labels(cohort, outcome_prompts, self.subject_ids)
+        self.x_cat = [[sex, *row] for sex, row in zip(self.x_cat, labels.tolist(), strict=True)]
+        # column -> class count: as given, else this cohort's largest label + 1 (the
+        # training split's fixes the size of each prompt's embedding table)
+        counts = labels.max(axis=0) + 1 if len(labels) else [1] * labels.shape[1]
+        self.outcome_classes: dict[str, int] = (
+            dict(outcome_prompts)
+            if isinstance(outcome_prompts, Mapping)
+            else {c: int(k) for c, k in zip(outcome_prompts, counts, strict=True)}
+        )
 
     def _add(self, patient: Patient) -> None:
         if patient.sex not in SEX_TO_INDEX:
@@ -246,7 +264,7 @@ class PatientDataset(Dataset):
         item = {
             "input_ids": torch.tensor(self.sequences[index], dtype=torch.long),
             "x_num": torch.tensor([self.x_num[index]], dtype=torch.float32),
-            "x_cat": torch.tensor([self.x_cat[index]], dtype=torch.long),
+            "x_cat": torch.tensor(self.x_cat[index], dtype=torch.long),
             "subject_id": self.subject_ids[index],
         }
         for key, values in self.outcomes.items():
@@ -275,7 +293,7 @@ class PatientCollator:
 
     Keys: ``input_ids``/``attention_mask`` [B, S] (encoder), ``decoder_input_ids``/
     ``decoder_attention_mask`` [B, T] (``ids[:-1]``, starting with ``<patient>``), ``labels``
-    [B, T] (``ids[1:]``, ``-100`` at padding), ``x_num`` float [B, 1], ``x_cat`` long [B, 1],
+    [B, T] (``ids[1:]``, ``-100`` at padding), ``x_num`` float [B, 1], ``x_cat`` long [B, n_cat],
     ``subject_ids`` long [B], and the outcome tensors [B] present in the items.
 
     Randomness (infill spans) comes from a ``numpy`` Generator seeded with ``seed``: in the
@@ -348,7 +366,7 @@ class PatientCollator:
             "decoder_attention_mask": self._pad([[1] * len(row) for row in decoder_rows], 0),
             "labels": self._pad(label_rows, IGNORE_INDEX),
             "x_num": torch.stack([item["x_num"] for item in items]).float().view(-1, 1),
-            "x_cat": torch.stack([item["x_cat"] for item in items]).long().view(-1, 1),
+            "x_cat": torch.stack([item["x_cat"] for item in items]).long().view(len(items), -1),
             "subject_ids": torch.tensor([item["subject_id"] for item in items], dtype=torch.long),
         }
         for key, dtype in OUTCOME_COLUMNS.values():

@@ -26,6 +26,12 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.outcome_prompts import (
+    cohort_prompt_labels,
+    labels_table,
+    model_outcome_classes,
+    requested_labels,
+)
 from course_lib.prompts import GuidanceLogitsProcessor  # noqa: F401 (re-exported)
 from course_lib.runs import Run
 from course_lib.tokens import (
@@ -162,9 +168,10 @@ def build_processors(
 
 
 def demographics_tensors(
-    ages: Sequence[float], sexes: Sequence[str], normalizer, device="cpu"
+    ages: Sequence[float], sexes: Sequence[str], normalizer, device="cpu", labels=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x_num [n, 1]`` (normalised age) and ``x_cat [n, 1]`` (sex index) for ``generate``."""
+    """``x_num [n, 1]`` (normalised age) and ``x_cat [n, 1 + k]`` (sex index, then the
+    ``[n, k]`` outcome prompt ``labels`` when given: see :func:`requested_labels`)."""
     unknown = sorted(set(sexes) - set(SEX_ORDER))
     if unknown:
         raise ValueError(f"sex must be one of {SEX_ORDER}, got {unknown}")
@@ -172,7 +179,20 @@ def demographics_tensors(
         [[normalizer.normalize(a)] for a in ages], dtype=torch.float32, device=device
     )
     x_cat = torch.tensor([[SEX_ORDER.index(s)] for s in sexes], dtype=torch.long, device=device)
+    if labels is not None and np.shape(labels)[1] > 0:
+        extra = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=device)
+        x_cat = torch.cat([x_cat, extra], dim=1)
     return x_num, x_cat
+
+
+def prompt_labels(model, cohort: Cohort) -> pd.DataFrame | None:
+    """``cohort``'s labels of the model's outcome prompts (None for an age/sex-only model):
+    the ``outcomes`` argument that asks :func:`generate_patients` for patients like these."""
+    classes = model_outcome_classes(model.config)
+    if not classes:
+        return None
+    subject_ids = [p.subject_id for p in cohort]
+    return labels_table(subject_ids, cohort_prompt_labels(cohort, classes, subject_ids), classes)
 
 
 @torch.no_grad()
@@ -194,10 +214,14 @@ def generate_patients(
     seed: int = 0,
     first_subject_id: int = 1,
     progress: bool = False,
+    outcomes=None,
 ) -> Cohort:
     """Sample one patient per (age, sex) with the KV-cached ``model.generate``.
 
     Visits of a generated patient all carry the prompt age: the model writes no time gaps.
+    A model trained with outcome prompts needs ``outcomes`` (a DataFrame or mapping with one
+    label per patient for each of ``model.config.outcome_prompts``): the patients are written
+    *for* those labels, and the cohort's ``outcomes`` table holds them (requested labels).
     ``guidance`` is the classifier-free guidance scale (:class:`GuidanceLogitsProcessor`;
     None or 1: none); the model must have been trained with ``condition_dropout > 0``.
     """
@@ -205,6 +229,8 @@ def generate_patients(
         raise ValueError(f"ages ({len(ages)}) and sexes ({len(sexes)}) differ in length")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    classes = model_outcome_classes(model.config)
+    labels = requested_labels(outcomes, classes, len(ages))
     model.eval()
     torch.manual_seed(seed)
     patients: list[Patient] = []
@@ -212,7 +238,9 @@ def generate_patients(
     for start in tqdm(starts, desc="generating", disable=not progress, unit="batch"):
         batch_ages = list(ages[start : start + batch_size])
         batch_sexes = list(sexes[start : start + batch_size])
-        x_num, x_cat = demographics_tensors(batch_ages, batch_sexes, normalizer, model.device)
+        x_num, x_cat = demographics_tensors(
+            batch_ages, batch_sexes, normalizer, model.device, labels[start : start + batch_size]
+        )
         sequences = model.generate(
             x_num=x_num,
             x_cat=x_cat,
@@ -242,7 +270,9 @@ def generate_patients(
                     visits=visits,
                 )
             )
-    return Cohort(patients)
+    if not classes:
+        return Cohort(patients)
+    return Cohort(patients, labels_table([p.subject_id for p in patients], labels, classes))
 
 
 @torch.no_grad()
@@ -283,14 +313,24 @@ def sample_demographics(
     reference: pd.DataFrame, n: int, seed: int = 0
 ) -> tuple[list[float], list[str]]:
     """Draw ``n`` (age, sex) pairs with replacement from a table with ``age`` and ``sex`` columns."""
-    rng = np.random.default_rng(seed)
-    rows = reference.iloc[rng.integers(0, len(reference), size=n)]
+    rows = sample_rows(reference, n, seed)
     return rows["age"].astype(float).tolist(), rows["sex"].astype(str).tolist()
 
 
-def cohort_demographics(cohort: Cohort) -> pd.DataFrame:
-    """``age``/``sex`` of every patient (age at the first visit)."""
-    return pd.DataFrame({"age": [p.age for p in cohort], "sex": [p.sex for p in cohort]})
+def sample_rows(reference: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` whole rows drawn with replacement (age, sex and any outcome labels together)."""
+    rng = np.random.default_rng(seed)
+    return reference.iloc[rng.integers(0, len(reference), size=n)].reset_index(drop=True)
+
+
+def cohort_demographics(cohort: Cohort, outcome_prompts: Sequence[str] = ()) -> pd.DataFrame:
+    """``age``/``sex`` of every patient (age at the first visit), then the class of each
+    ``outcome_prompts`` column of ``cohort.outcomes``."""
+    table = pd.DataFrame({"age": [p.age for p in cohort], "sex": [p.sex for p in cohort]})
+    labels = cohort_prompt_labels(cohort, outcome_prompts, [p.subject_id for p in cohort])
+    for j, column in enumerate(outcome_prompts):
+        table[column] = labels[:, j]
+    return table
 
 
 # --- command line -----------------------------------------------------------------------
@@ -307,8 +347,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         parser,
         flag="--demographics-from",
         required=False,
-        help_text="copy age/sex from this cohort (MIMIC-III layout) instead of the training "
-        "distribution",
+        help_text="copy age/sex (and the outcome prompts' labels, from its OUTCOMES.csv) from "
+        "this cohort (MIMIC-III layout) instead of the training distribution",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -350,8 +390,10 @@ def run_cli(args: argparse.Namespace) -> int:
 
     _check_generate_args(args)
     model, vocabulary, normalizer, _ = Run.load(args.run).parts()
+    columns = list(model_outcome_classes(model.config))
     if args.demographics_from is not None:
-        reference = cohort_demographics(load_cohort_arg(args, flag="--demographics-from"))
+        cohort = load_cohort_arg(args, flag="--demographics-from")
+        reference = cohort_demographics(cohort, columns)
         source = f"cohort {args.demographics_from}"
     else:
         table = args.run / "train_demographics.csv"
@@ -359,10 +401,12 @@ def run_cli(args: argparse.Namespace) -> int:
             raise RunError(f"{table} is missing: pass --demographics-from DIR")
         reference = pd.read_csv(table)
         source = "the training split"
-    if args.demographics_from is not None and args.patients == len(reference):
-        ages, sexes = reference["age"].tolist(), reference["sex"].tolist()
-    else:
-        ages, sexes = sample_demographics(reference, args.patients, args.seed)
+        absent = [column for column in columns if column not in reference.columns]
+        if absent:
+            raise RunError(f"{table} has no column {absent[0]} (an outcome prompt of the model)")
+    if args.demographics_from is None or args.patients != len(reference):
+        reference = sample_rows(reference, args.patients, args.seed)
+    ages, sexes = reference["age"].astype(float).tolist(), reference["sex"].tolist()
     started = time.perf_counter()
     cohort = generate_patients(
         model,
@@ -378,6 +422,7 @@ def run_cli(args: argparse.Namespace) -> int:
         validity=args.validity,
         seed=args.seed,
         progress=not args.no_progress,
+        outcomes=reference[columns] if columns else None,
     )
     elapsed = time.perf_counter() - started
     write_mimic(cohort, args.out)

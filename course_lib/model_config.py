@@ -26,6 +26,8 @@ class PromptBartConfig(PretrainedConfig):
     of that share of training patients by a learned "unknown" value, so the same model also
     predicts unconditionally (classifier-free guidance at generation); ``age_mean``/``age_std``
     are the age normaliser's statistics: the ``validity`` loss needs ages in years.
+    ``outcome_prompts`` (issue 14) names the outcome columns read as further categorical
+    prompts after sex: ``cat_cardinalities`` is ``[2, *their class counts]``.
     """
 
     model_type = "prompt_bart"
@@ -42,6 +44,7 @@ class PromptBartConfig(PretrainedConfig):
         dropout: float = 0.1,
         n_num_features: int = 1,
         cat_cardinalities: Sequence[int] = (2,),
+        outcome_prompts: Sequence[str] = (),
         prompt_hidden: int | None = None,
         prompt_location: str = "both",
         aux_head: str = "mlp",
@@ -69,6 +72,11 @@ class PromptBartConfig(PretrainedConfig):
             raise ValueError(
                 f"age_mean and age_std come together (std > 0), got {age_mean} and {age_std}"
             )
+        if len(cat_cardinalities) != 1 + len(outcome_prompts):
+            raise ValueError(
+                f"cat_cardinalities {list(cat_cardinalities)} must hold sex's and one per "
+                f"outcome prompt {list(outcome_prompts)}"
+            )
         if d_model % attention_heads:
             raise ValueError(
                 f"d_model ({d_model}) must be divisible by attention_heads ({attention_heads})"
@@ -83,6 +91,7 @@ class PromptBartConfig(PretrainedConfig):
         self.dropout = dropout
         self.n_num_features = n_num_features
         self.cat_cardinalities = list(cat_cardinalities)
+        self.outcome_prompts = list(outcome_prompts)
         self.prompt_hidden = prompt_hidden or d_model
         self.prompt_location = prompt_location
         self.aux_head = aux_head

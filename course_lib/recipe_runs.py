@@ -150,7 +150,7 @@ def freshness(recipe: Recipe, folder: Path, data_dir: Path | None) -> tuple[Fres
 # ----------------------------------------------------------------------- generated sample
 def write_generated(recipe: Recipe, folder: Path, cohort: Cohort) -> None:
     """One patient per patient of the recipe's split, as JSON lines (``generated.jsonl``)."""
-    from course_lib.generation import generate_patients
+    from course_lib.generation import generate_patients, prompt_labels
     from course_lib.runs import Run
 
     spec = recipe.generation
@@ -164,6 +164,7 @@ def write_generated(recipe: Recipe, folder: Path, cohort: Cohort) -> None:
         [p.sex for p in prompts],
         max_new_tokens=spec.max_new_tokens,
         seed=spec.seed,
+        outcomes=prompt_labels(run.model, prompts),
         **dict(spec.options),
     )
     lines = (

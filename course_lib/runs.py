@@ -36,6 +36,7 @@ from course_lib.config import TrainConfig, TrainConfigError
 from course_lib.dataset import AgeNormalizer
 from course_lib.files import atomic_write_text, existing_dir, new_temp_dir, replace_dir
 from course_lib.model import PromptBart
+from course_lib.outcome_prompts import cohort_prompt_labels
 from course_lib.tokens import Vocabulary, VocabularyFileError
 
 SPLITS = ("train", "val", "test")
@@ -189,7 +190,8 @@ class Run:
 
     @property
     def train_demographics(self) -> pd.DataFrame:
-        """``age``/``sex`` of the training patients (what ``generate`` samples by default)."""
+        """``age``/``sex`` (and outcome prompt labels) of the training patients: what
+        ``generate`` samples by default."""
         return pd.read_csv(self.file("train_demographics.csv"))
 
 
@@ -218,8 +220,17 @@ def write_run_files(
     atomic_write_text(run_dir / "normalizer.json", json.dumps(normalizer.to_dict(), indent=1))
     ids = {name: [p.subject_id for p in splits[name]] for name in SPLITS}
     atomic_write_text(run_dir / "splits.json", json.dumps(ids))
-    rows = "".join(f"{p.age!r},{p.sex}\n" for p in splits["train"])
-    atomic_write_text(run_dir / "train_demographics.csv", "age,sex\n" + rows)
+    # with the outcome prompts' labels: `generate` samples whole rows, so the labels it
+    # requests keep their joint distribution with age and sex
+    train = splits["train"]
+    columns = list(config.outcome_prompts)
+    labels = cohort_prompt_labels(train, columns, [p.subject_id for p in train]).tolist()
+    rows = "".join(
+        ",".join([repr(p.age), p.sex, *map(str, row)]) + "\n"
+        for p, row in zip(train, labels, strict=True)
+    )
+    header = ",".join(["age", "sex", *columns]) + "\n"
+    atomic_write_text(run_dir / "train_demographics.csv", header + rows)
 
 
 def save_model(model: PromptBart, run_dir: Path, vocabulary: Vocabulary) -> None:

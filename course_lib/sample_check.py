@@ -58,7 +58,7 @@ def sample_check(
         return {}
     picked = np.sort(np.random.default_rng(seed).choice(len(dataset), size=n, replace=False))
     x_num = torch.tensor([[dataset.x_num[i]] for i in picked], dtype=torch.float32)
-    x_cat = torch.tensor([[dataset.x_cat[i]] for i in picked], dtype=torch.long)
+    x_cat = torch.tensor([dataset.x_cat[i] for i in picked], dtype=torch.long)  # [n, n_cat]
     was_training, device = model.training, model.device
     model.eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -75,7 +75,7 @@ def sample_check(
             decoder_start_token_id=BOS_ID,
         )
     model.train(was_training)
-    sexes = [int(dataset.x_cat[i]) for i in picked]
+    sexes = [int(dataset.x_cat[i][0]) for i in picked]
     sampled = _cohort(vocabulary, sequences.tolist(), sexes)
     real_ids = [dataset.sequences[i][: max_new_tokens + 1] for i in picked]
     real = _cohort(vocabulary, real_ids, sexes)

@@ -125,8 +125,10 @@ def prepare_data(
         normalizer = AgeNormalizer.fit(splits["train"])
         if main:
             write_run_files(run_dir, config, vocabulary, normalizer, splits)
-    train_set = PatientDataset(splits["train"], vocabulary, normalizer, config.max_length)
-    val_set = PatientDataset(splits["val"], vocabulary, normalizer, config.max_length)
+    prompts = config.outcome_prompts  # class counts from the training split; val must fit
+    train_set = PatientDataset(splits["train"], vocabulary, normalizer, config.max_length, prompts)
+    classes = train_set.outcome_classes
+    val_set = PatientDataset(splits["val"], vocabulary, normalizer, config.max_length, classes)
     return vocabulary, train_set, val_set
 
 
@@ -139,6 +141,8 @@ def build_model_and_weighting(
     shape = {
         "max_sequence_length": config.max_length,
         "cooccurrence_threshold": config.cooc_threshold,
+        "cat_cardinalities": [2, *train_set.outcome_classes.values()],
+        "outcome_prompts": list(train_set.outcome_classes),
     }
     model = build_model(
         vocabulary,

@@ -37,7 +37,8 @@ from sklearn.metrics import r2_score
 from course_lib import ground_truth, icd9, simulate
 from course_lib.cohort import Cohort
 from course_lib.evaluation.validity import validity_metrics
-from course_lib.generation import demographics_tensors, generate_patients
+from course_lib.generation import demographics_tensors, generate_patients, prompt_labels
+from course_lib.outcome_prompts import model_outcome_classes, requested_labels
 from course_lib.tokens import BOS_ID, VISIT_START_ID
 
 SMOOTHING = 0.01
@@ -75,21 +76,27 @@ def smooth(probabilities: np.ndarray, n_codes: int, eps: float = SMOOTHING) -> n
 
 @torch.no_grad()
 def model_first_code_probabilities(
-    model, vocabulary, normalizer, ages, sexes, codes, batch_size: int = 256
+    model, vocabulary, normalizer, ages, sexes, codes, batch_size: int = 256, outcomes=None
 ) -> np.ndarray:
     """P_model(first code = ``codes[i]`` | demographics), renormalised over code tokens.
 
     The decoder reads ``<patient> <visit>`` and its next-token distribution is restricted to
     the codes, as the generation grammar restricts it. ``codes`` must be in the vocabulary.
+    ``outcomes``: the labels of a model's outcome prompts, as for ``generate_patients``.
     """
 
     model.eval()
+    labels = requested_labels(outcomes, model_outcome_classes(model.config), len(codes))
     code_ids = torch.tensor(vocabulary.code_ids)
     out = np.zeros(len(codes))
     for start in range(0, len(codes), batch_size):
         stop = min(start + batch_size, len(codes))
         x_num, x_cat = demographics_tensors(
-            list(ages[start:stop]), list(sexes[start:stop]), normalizer, model.device
+            list(ages[start:stop]),
+            list(sexes[start:stop]),
+            normalizer,
+            model.device,
+            labels[start:stop],
         )
         decoder_input = torch.tensor([[BOS_ID, VISIT_START_ID]] * (stop - start))
         logits = model(
@@ -101,13 +108,14 @@ def model_first_code_probabilities(
     return out
 
 
-def _first_codes(real: Cohort, vocabulary) -> tuple[list[float], list[str], list[str]]:
+def _first_codes(real: Cohort, vocabulary) -> tuple[list[float], list[str], list[str], Cohort]:
     rows = [
         p for p in real if p.visits and p.visits[0].codes and p.visits[0].codes[0] in vocabulary
     ]
     if not rows:
         raise ValueError("no real patient's first code is in the model's vocabulary")
-    return [p.age for p in rows], [p.sex for p in rows], [p.visits[0].codes[0] for p in rows]
+    ages, sexes = [p.age for p in rows], [p.sex for p in rows]
+    return ages, sexes, [p.visits[0].codes[0] for p in rows], Cohort(rows, real.outcomes)
 
 
 def prompt_information(
@@ -115,11 +123,14 @@ def prompt_information(
 ) -> dict[str, float]:
     """``prompt_information[_sex|_age]_nats`` and, for a simulated cohort, the ``_true_`` ones."""
 
-    ages, sexes, codes = _first_codes(real, vocabulary)
+    ages, sexes, codes, kept = _first_codes(real, vocabulary)
     n_codes = len(vocabulary.code_ids)
+    outcomes = prompt_labels(model, kept)  # outcome prompts stay as they are when swapping
 
     def model_log(a, s):
-        p = model_first_code_probabilities(model, vocabulary, normalizer, a, s, codes)
+        p = model_first_code_probabilities(
+            model, vocabulary, normalizer, a, s, codes, outcomes=outcomes
+        )
         return np.log(smooth(p, n_codes))
 
     def true_log(a, s):
@@ -257,9 +268,17 @@ def conditioning_metrics(
     """
 
     ages = [p.age for p in real]
+    outcomes = prompt_labels(model, real)  # a model with outcome prompts keeps real's labels
     one_sex = {
         sex: generate_patients(
-            model, vocabulary, normalizer, ages, [sex] * len(ages), seed=seed, **generate_options
+            model,
+            vocabulary,
+            normalizer,
+            ages,
+            [sex] * len(ages),
+            seed=seed,
+            outcomes=outcomes,
+            **generate_options,
         )
         for sex in ("F", "M")
     }

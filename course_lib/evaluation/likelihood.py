@@ -32,17 +32,22 @@ import torch
 from course_lib.cohort import Cohort
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
 from course_lib.model import PromptBart
+from course_lib.outcome_prompts import model_outcome_classes
 from course_lib.tokens import Vocabulary
 
 IGNORE_INDEX = -100
 
 
 def _dataset(
-    cohort: Cohort, vocabulary: Vocabulary, normalizer: AgeNormalizer, max_length: int | None
+    cohort: Cohort,
+    vocabulary: Vocabulary,
+    normalizer: AgeNormalizer,
+    max_length: int | None,
+    outcome_prompts=(),
 ) -> PatientDataset:
     if len(cohort) == 0:
         raise ValueError("patient log-likelihoods need a non-empty cohort")
-    return PatientDataset(cohort, vocabulary, normalizer, max_length or 512)
+    return PatientDataset(cohort, vocabulary, normalizer, max_length or 512, outcome_prompts)
 
 
 @torch.no_grad()
@@ -58,7 +63,9 @@ def patient_log_likelihoods(
     """One row per patient: ``SUBJECT_ID``, ``log_likelihood`` (nats), ``n_tokens`` and
     ``per_token`` (module docstring). ``max_length`` should be the run's (longer records are
     cut as in training)."""
-    dataset = _dataset(cohort, vocabulary, normalizer, max_length)
+    # a model with outcome prompts reads each patient's labels too (cohort.outcomes)
+    classes = model_outcome_classes(model.config)
+    dataset = _dataset(cohort, vocabulary, normalizer, max_length, classes)
     collate = PatientCollator(objective="generate")
     device = next(model.parameters()).device
     was_training = model.training

@@ -59,6 +59,7 @@ HEADLINE_KEYS = (
     "attribute_inference_f1",
     "perplexity",
     "unigram_perplexity",
+    "tstr_auroc",
     "tstr_oracle_auroc",
     "trtr_auroc",
     "augmentation_auroc",

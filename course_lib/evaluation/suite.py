@@ -204,6 +204,24 @@ def _likelihood_attack(
     return metrics, intervals
 
 
+def _utility_note(metrics: Mapping[str, float], outcome: str) -> str:
+    """Which labels the synthetic patients' utility figures were fitted with."""
+    oracle = (
+        "tstr_oracle_auroc labels the synthetic patients with an outcome model (an upper "
+        "bound no real user can compute)"
+    )
+    if math.isnan(metrics.get("tstr_auroc", math.nan)):
+        return (
+            f"tstr_auroc is not computed: the synthetic patients carry no requested {outcome} "
+            f"labels (generate with outcome prompts to get them); {oracle}."
+        )
+    return (
+        f"tstr_auroc: fitted on the {outcome} labels the synthetic patients were generated "
+        f"for (requested labels; floor: a real sample with its true labels); {oracle}; "
+        "augmentation_auroc adds the synthetic patients with their requested labels."
+    )
+
+
 def evaluate_cohorts(
     synthetic: Cohort,
     real: Cohort,
@@ -266,8 +284,6 @@ def evaluate_cohorts(
         f"alpha_precision, beta_recall, authenticity: on a {EMBEDDING_DIM}-dimensional "
         "TruncatedSVD of the real test patients' binary bag of codes (Euclidean distances); "
         "authenticity against the training split when there is one.",
-        "tstr_auroc (train on patients generated for requested outcome labels) is not "
-        "computed here: it needs outcome-conditioned generation; tstr_oracle_auroc labels "
-        "synthetic patients with an outcome model and is an upper bound.",
+        _utility_note(metrics, outcome),
     ]
     return Evaluation(metrics, alarms, len(synthetic), intervals, notes)

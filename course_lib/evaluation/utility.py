@@ -5,20 +5,29 @@ training split (codes outside it are dropped, as a deployed model would drop the
 as ``log(1 + count)`` so that the logistic regression converges quickly. The outcome is a
 binary column of ``Cohort.outcomes`` (``LVEF_REDUCED`` by default)::
 
-    tstr_oracle_auroc  = AUROC on the real test cohort of LogisticRegression fitted on synthetic
+    tstr_auroc         = AUROC on the real test cohort of LogisticRegression fitted on the
+                         synthetic patients with their *requested* labels (synthetic.outcomes)
+    tstr_oracle_auroc  = the same with synthetic patients labelled by an outcome model (oracle)
     trtr_auroc         = AUROC on the real test cohort of LogisticRegression fitted on real train
     augmentation_auroc = the same fitted on real train + synthetic together (does adding
-                         synthetic patients help a model that already has the real ones?)
+                         synthetic patients help a model that already has the real ones?); the
+                         synthetic patients carry their requested labels when they have them,
+                         else the oracle's
 
 Each comes with a bootstrap interval over the real test patients (the fitted model fixed).
 
-Synthetic patients carry no outcomes. Here they can be labelled by an ``outcome_labeler``
-(hence *oracle*: ``tstr_oracle_auroc`` is an upper bound, not a figure a user can obtain)
-, ``list[Patient] -> DataFrame`` with ``SUBJECT_ID`` and the outcome column, e.g. the
+Requested labels: a model trained with outcome prompts (:mod:`course_lib.outcome_prompts`)
+writes each patient *for* a label the caller asks for, and the synthetic cohort's ``outcomes``
+hold those labels. ``tstr_auroc`` is the figure a real user can compute: it measures whether
+the generator put into the codes what distinguishes the classes. Its floor is the same fit on
+a second real sample with its true labels.
+
+Without requested labels, synthetic patients can be labelled by an ``outcome_labeler``
+(hence *oracle*: ``tstr_oracle_auroc`` is an upper bound, not a figure a user can obtain),
+``list[Patient] -> DataFrame`` with ``SUBJECT_ID`` and the outcome column, e.g. the
 simulator's ground-truth outcome model: that is possible only because the course's simulator
-*knows* the causal model from codes to outcomes. With real MIMIC-III nobody knows it; there one
-makes the label part of the record (an outcome token the generator writes with the visits, or
-a conditioning value in the prompt) and reads it back from the generated sequence.
+*knows* the causal model from codes to outcomes. With real MIMIC-III nobody knows it. When a
+labeler is given, the oracle figure is computed as well (the labeler ignores requested labels).
 """
 
 from __future__ import annotations
@@ -77,7 +86,7 @@ def code_count_features(cohort: Cohort, index: CodeIndex) -> sparse.csr_matrix:
     return counts
 
 
-UTILITY_KEYS = ("tstr_oracle_auroc", "trtr_auroc", "augmentation_auroc")
+UTILITY_KEYS = ("tstr_auroc", "tstr_oracle_auroc", "trtr_auroc", "augmentation_auroc")
 
 
 def fit_scores(
@@ -135,7 +144,9 @@ def utility_evaluation(
 ) -> tuple[dict[str, float], dict[str, Interval]]:
     """:data:`UTILITY_KEYS` and their intervals (NaN where labels or a training split are
     missing; ``with_trtr=False`` skips ``trtr_auroc``, which does not depend on
-    ``synthetic``).
+    ``synthetic``). ``tstr_auroc`` needs ``synthetic.outcomes`` (requested labels),
+    ``tstr_oracle_auroc`` an ``outcome_labeler``; ``real``/``train`` take their labels from
+    their ``outcomes``, else from the labeler.
 
     ``real`` is the test cohort. The vocabulary comes from ``train``, or from ``real`` when
     there is no training split (codes only, no labels: nothing about the outcome leaks).
@@ -147,11 +158,15 @@ def utility_evaluation(
         return metrics, intervals
     index = CodeIndex.from_cohorts(train if train is not None else real)
     test = (code_count_features(real, index), real_labels)
-    syn_labels = outcome_labels(synthetic, outcome, outcome_labeler)
+    requested = outcome_labels(synthetic, outcome)
+    oracle = None
+    if outcome_labeler is not None:  # the labeler's labels, never the requested ones
+        oracle = outcome_labels(Cohort(list(synthetic.patients)), outcome, outcome_labeler)
     syn_features = code_count_features(synthetic, index)
-    if syn_labels is not None:
-        fitted = _scored(syn_features, syn_labels, test, seed)
-        metrics["tstr_oracle_auroc"], intervals["tstr_oracle_auroc"] = fitted
+    for key, labels in (("tstr_auroc", requested), ("tstr_oracle_auroc", oracle)):
+        if labels is not None:
+            metrics[key], intervals[key] = _scored(syn_features, labels, test, seed)
+    syn_labels = requested if requested is not None else oracle
     train_labels = outcome_labels(train, outcome, outcome_labeler) if train is not None else None
     if train_labels is None:
         return metrics, intervals

@@ -33,6 +33,7 @@ import torch
 from course_lib.cohort import Cohort
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
 from course_lib.losses import OPTIONAL_TERMS
+from course_lib.outcome_prompts import model_outcome_classes
 
 FEATURE_KINDS = ("decoder_end", "encoder_mean", "concat")
 
@@ -97,6 +98,11 @@ def extract_features(
     _check_kind(kind)
     if model.vocabulary is None:
         raise ValueError("the model has no vocabulary attached (model.vocabulary)")
+    if model_outcome_classes(model.config):
+        raise ValueError(
+            f"the model was trained with outcome prompts {model.config.outcome_prompts}: its "
+            "features would read the labels a head predicts; use a run trained without them"
+        )
     max_length = max_length or model.config.max_sequence_length
     dataset = PatientDataset(Cohort(cohort.patients), model.vocabulary, normalizer, max_length)
     collator = PatientCollator(objective="generate")
