@@ -5,12 +5,18 @@ the ``tiny`` preset on the training split, generates one synthetic patient for e
 of the test split (same age and sex), and evaluates them against the test split, with the
 validation split (disjoint, same size) as the real-vs-real floor and the training split for
 the privacy attacks.
+
+When the cohort has outcome labels, the model is trained with ``LVEF_REDUCED`` (the outcome
+evaluated) as a further prompt (``--outcome-prompts``; ``''`` turns it off), and each synthetic
+patient is generated for its test patient's label: ``tstr_auroc`` then trains on those
+requested labels, the figure a user without an outcome oracle can compute.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +34,8 @@ from course_lib.evaluation.conditioning import conditioning_metrics
 from course_lib.evaluation.folders import likelihood_inputs
 from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
 from course_lib.evaluation.suite import evaluate_cohorts
-from course_lib.generation import generate_patients
+from course_lib.evaluation.utility import DEFAULT_OUTCOME
+from course_lib.generation import generate_patients, prompt_labels
 from course_lib.mimic import DEFAULT_UNKNOWN_CODES, load_mimic, write_mimic
 from course_lib.presets import get_preset
 from course_lib.runs import Run
@@ -57,14 +64,21 @@ def run_pipeline(
     generation_seeds: int = 3,
     progress: bool = True,
     unknown_codes: str = DEFAULT_UNKNOWN_CODES,
+    outcome_prompts: Sequence[str] | None = None,
 ) -> dict:
-    """Train, generate and evaluate; returns the flat metrics (also in ``out/report``)."""
+    """Train, generate and evaluate; returns the flat metrics (also in ``out/report``).
+
+    ``outcome_prompts``: outcome columns given as prompts; None: ``LVEF_REDUCED`` when the
+    cohort has it, else none; ``[]``: none."""
     out = Path(out)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     cohort = load_mimic(data, unknown_codes=unknown_codes)
     if cohort.notes:
         print(format_notes(cohort.notes), flush=True)
+    if outcome_prompts is None:
+        has_outcome = cohort.outcomes is not None and DEFAULT_OUTCOME in cohort.outcomes.columns
+        outcome_prompts = [DEFAULT_OUTCOME] if has_outcome else []
     config = TrainConfig(
         data=str(data),
         out=str(out / "run"),
@@ -74,6 +88,7 @@ def run_pipeline(
         seed=seed,
         progress=progress,
         unknown_codes=unknown_codes,
+        outcome_prompts=list(outcome_prompts),
     )
     print(f"[1/3] training preset {preset!r} on {len(cohort):,} patients -> {config.out}")
     result = train(config, cohort, overwrite=True, callbacks=default_callbacks(config))
@@ -83,7 +98,8 @@ def run_pipeline(
     splits = run.splits(cohort)
     test = splits["test"]
     model, vocabulary, normalizer, _ = run.parts()
-    print(f"[2/3] generating {len(test):,} patients with the test split's ages and sexes")
+    asked = f" and {', '.join(outcome_prompts)} labels" if outcome_prompts else ""
+    print(f"[2/3] generating {len(test):,} patients with the test split's ages, sexes{asked}")
     step_started = time.perf_counter()
     generate_options = {"validity": validity, "guidance": guidance}
     synthetic = generate_like(run, test, seed=seed, progress=progress, **generate_options)
@@ -98,6 +114,13 @@ def run_pipeline(
         f"({len(splits['val'])}), privacy against the training split ({len(splits['train'])})",
         f"model: preset {preset}, {result.steps} steps, best validation LM loss "
         f"{result.best_val_lm:.4f} (epoch {result.best_epoch}), stopped: {result.stopped}",
+        "outcome prompts: "
+        + (
+            f"{', '.join(outcome_prompts)} (each synthetic patient generated for its test "
+            "patient's label)"
+            if outcome_prompts
+            else "none (no requested labels: tstr_auroc is not computed)"
+        ),
     ]
     if is_simulated_cohort(cohort):
 
@@ -155,10 +178,14 @@ def run_pipeline(
 
 
 def generate_like(run: Run, cohort: Cohort, **options) -> Cohort:
-    """One synthetic patient per patient of ``cohort``, with the same age and sex."""
+    """One synthetic patient per patient of ``cohort``, with the same age and sex (and, for a
+    model with outcome prompts, the same labels: the synthetic ``outcomes`` hold them)."""
     model, vocabulary, normalizer, _ = run.parts()
     ages, sexes = [p.age for p in cohort], [p.sex for p in cohort]
-    return generate_patients(model, vocabulary, normalizer, ages, sexes, **options)
+    outcomes = prompt_labels(model, cohort)
+    return generate_patients(
+        model, vocabulary, normalizer, ages, sexes, outcomes=outcomes, **options
+    )
 
 
 SPREAD_KEYS = ("js_divergence", "unigram_r2", "sex_violation_rate", "age_violation_rate")
@@ -201,6 +228,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="classifier-free guidance scale (needs a run trained with --condition-dropout)",
     )
+    parser.add_argument(
+        "--outcome-prompts",
+        default=None,
+        help="comma-separated outcome columns given as prompts (default: LVEF_REDUCED when "
+        "the cohort has it; '' for none)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -218,6 +251,9 @@ def run_cli(args: argparse.Namespace) -> int:
     for flag, value in (("--max-steps", args.max_steps), ("--epochs", args.epochs)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
+    prompts = None
+    if args.outcome_prompts is not None:
+        prompts = [name.strip() for name in args.outcome_prompts.split(",") if name.strip()]
     run_pipeline(
         args.data,
         args.out,
@@ -229,5 +265,6 @@ def run_cli(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         progress=not args.no_progress,
         unknown_codes=unknown_codes_arg(args),
+        outcome_prompts=prompts,
     )
     return 0

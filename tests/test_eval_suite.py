@@ -134,7 +134,9 @@ def toy_world():
 
 def test_a_perfect_generator_scores_at_the_floor(toy_world):
     real, reference, train, tolerance = toy_world
-    perfect = drop_outcomes(toy_cohort(400, 4))  # generated patients carry no outcomes
+    # a perfect generator writes patients for requested labels (tstr_auroc), and the outcome
+    # model labels them too (tstr_oracle_auroc)
+    perfect = toy_cohort(400, 4)
     evaluation = evaluate_cohorts(
         perfect, real, train=train, reference=reference, outcome_labeler=toy_labeler
     )
@@ -143,7 +145,15 @@ def test_a_perfect_generator_scores_at_the_floor(toy_world):
     assert evaluation.n_patients == 400
     assert 0.35 < evaluation["mia_accuracy"] < 0.65
     assert evaluation["tstr_oracle_auroc"] > 0.6 and evaluation["trtr_auroc"] > 0.6
+    assert evaluation["tstr_auroc"] > 0.6 and evaluation["tstr_auroc_floor"] > 0.6
     assert evaluation["detection_auc"] <= 0.6
+    # without requested labels only the oracle figure remains; its floor is still reported
+    unlabelled = evaluate_cohorts(
+        drop_outcomes(perfect), real, train=train, reference=reference, outcome_labeler=toy_labeler
+    )
+    assert math.isnan(unlabelled["tstr_auroc"]) and unlabelled["tstr_auroc_floor"] > 0.6
+    assert unlabelled["tstr_oracle_auroc"] == pytest.approx(evaluation["tstr_oracle_auroc"])
+    assert any("tstr_auroc is not computed" in note for note in unlabelled.notes)
 
 
 def test_a_collapsed_generator_trips_the_alarms_and_scores_badly(toy_world):
@@ -182,7 +192,8 @@ def test_evaluation_is_a_flat_mapping_with_a_table_and_nan_floors_without_refere
         "sex_violation_rate", "duplicate_rate", "cross_visit_repeat_rate", "unique_codes",
         "coverage", "top_code_share", "chapters_per_patient_mean", "codes_per_patient_mean",
         "exact_copy_rate", "dcr_median", "mia_accuracy", "sex_inference_accuracy",
-        "age_inference_accuracy", "tstr_oracle_auroc", "trtr_auroc", "augmentation_auroc",
+        "age_inference_accuracy", "tstr_auroc", "tstr_oracle_auroc", "trtr_auroc",
+        "augmentation_auroc",
         "detection_auc", "alpha_precision", "beta_recall", "authenticity",
         "dcr_holdout_share", "attribute_inference_f1", "visits_per_patient_wasserstein",
         "codes_per_visit_wasserstein", "days_between_visits_wasserstein",
@@ -193,7 +204,8 @@ def test_evaluation_is_a_flat_mapping_with_a_table_and_nan_floors_without_refere
     assert math.isnan(evaluation["js_divergence_floor"])
     assert math.isnan(evaluation["exact_copy_rate"])  # no training split
     assert math.isnan(evaluation["trtr_auroc"]) and "trtr_auroc_floor" not in evaluation
-    assert not math.isnan(evaluation["tstr_oracle_auroc"])  # both cohorts carry outcomes
+    assert not math.isnan(evaluation["tstr_auroc"])  # both cohorts carry outcomes
+    assert math.isnan(evaluation["tstr_oracle_auroc"])  # no outcome labeler: no oracle
     table = evaluation.table()
     assert list(table.columns) == ["metric", "synthetic", "low", "high", "floor"]
     assert len(table) == len([key for key in evaluation if not key.endswith("_floor")])
@@ -241,7 +253,7 @@ def test_the_simulator_as_a_perfect_generator_scores_at_the_floor():
         return simulate.simulate_outcomes(patients, 7)
 
     tolerance = noise_tolerance(real, train, draws, labeler)
-    perfect = drop_outcomes(simulate.simulate_cohort(1000, 104))
+    perfect = simulate.simulate_cohort(1000, 104)  # its labels play the requested ones
     evaluation = evaluate_cohorts(
         perfect, real, train=train, reference=reference, outcome_labeler=labeler
     )

@@ -23,9 +23,15 @@ def test_pipeline_trains_generates_and_writes_a_report(tmp_path, capsys):
     assert report["js_divergence"] == pytest.approx(metrics["js_divergence"])
     assert 0.0 < report["js_divergence_floor"] < 1.0
     assert report["tstr_oracle_auroc"] is not None  # simulated data: the outcome model labels
+    # the cohort has LVEF_REDUCED: trained with it as a prompt, generated for the test labels
+    assert report["tstr_auroc"] is not None and report["tstr_auroc_floor"] is not None
     synthetic = load_mimic(tmp_path / "out" / "synthetic")
     run = Run.load(tmp_path / "out" / "run")
+    assert run.config.outcome_prompts == ["LVEF_REDUCED"]
     assert len(synthetic) == len(run.split_ids["test"])
+    test = run.split(load_mimic(tmp_path / "cohort"), "test")
+    wanted = test.outcomes.set_index("SUBJECT_ID").loc[[p.subject_id for p in test]]
+    assert synthetic.outcomes["LVEF_REDUCED"].tolist() == wanted["LVEF_REDUCED"].tolist()
     epochs = run.log("epochs")
     assert "sampled_unique_codes" in epochs.columns  # the pipeline trains with the sample check
     assert (tmp_path / "out" / "report" / "figures").is_dir()

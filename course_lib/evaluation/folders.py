@@ -257,21 +257,27 @@ def simulator_labeler(loaded: LoadedFolders, seed: int) -> OutcomeLabeler | None
     def labeler(patients):
         return simulate_outcomes(patients, seed)
 
-    roles = ("synthetic", "train", "reference")
+    roles = ("train", "reference")
     unlabelled = [
         role
         for role in roles
         if getattr(loaded, role) is not None and not _has_outcome(getattr(loaded, role))
     ]
+    # the oracle always labels the synthetic patients (tstr_oracle_auroc); requested labels
+    # in their OUTCOMES.csv, if any, give tstr_auroc
+    requested = _has_outcome(loaded.synthetic)
+    what = "the synthetic patients" + (
+        f" (besides their requested {DEFAULT_OUTCOME}, which give tstr_auroc)" if requested else ""
+    )
     if unlabelled:
-        loaded.notes.append(
-            f"Utility: the {' and '.join(unlabelled)} patients carry no {DEFAULT_OUTCOME}; "
-            "since the real OUTCOMES.csv comes from the course's simulator, they were "
-            "labelled with its ground-truth outcome model, "
-            f"course_lib.simulate.simulate_outcomes(patients, seed={seed}) "
-            "(tstr_oracle_auroc: an upper bound no real user can compute). Real MIMIC-III "
-            "has no such model."
-        )
+        what += f" and the {' and '.join(unlabelled)} patients (no {DEFAULT_OUTCOME})"
+    loaded.notes.append(
+        f"Utility: {what} were labelled, since the real OUTCOMES.csv comes from the "
+        "course's simulator, with its ground-truth outcome model, "
+        f"course_lib.simulate.simulate_outcomes(patients, seed={seed}) "
+        "(tstr_oracle_auroc: an upper bound no real user can compute). Real MIMIC-III "
+        "has no such model."
+    )
     return labeler
 
 
@@ -299,7 +305,8 @@ def _capped(cohort: Cohort, max_patients: int, rng: np.random.Generator) -> Coho
     if len(cohort) > max_patients:
         rows = rng.choice(len(cohort), max_patients, replace=False)
     patients = [cohort.patients[row] for row in rows]
-    return Cohort(sorted(patients, key=lambda p: sum(len(v.codes) + 2 for v in p.visits)))
+    ordered = sorted(patients, key=lambda p: sum(len(v.codes) + 2 for v in p.visits))
+    return Cohort(ordered, cohort.outcomes)  # a model with outcome prompts reads the labels
 
 
 def _run_training_data(run: Run) -> Cohort:
