@@ -1,0 +1,211 @@
+"""Outcome labels as further categorical prompts (issue 14): the dataset's x_cat columns, the
+errors, generation for requested labels and tstr_auroc from those labels."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.config import TrainConfig, TrainConfigError
+from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
+from course_lib.evaluation.utility import utility_evaluation
+from course_lib.generation import generate_patients, prompt_labels
+from course_lib.model import build_model
+from course_lib.presets import get_preset
+from course_lib.runs import Run
+from course_lib.tokens import Vocabulary
+from course_lib.training import train
+
+MARKER = {1: "4280", 0: "4019"}  # the code a patient of each LVEF_REDUCED class carries
+BACKGROUND = ["25000", "5849", "2724", "41401", "42731", "0389"]
+SMALL = {"d_model": 32, "attention_heads": 2, "ffn_dim": 64}
+
+
+def labelled_cohort(n: int = 40, seed: int = 0) -> Cohort:
+    """Patients whose LVEF_REDUCED label decides a marker code in every visit."""
+    rng = np.random.default_rng(seed)
+    patients, labels = [], []
+    for index in range(n):
+        label = index % 2
+        age = float(rng.integers(30, 80))
+        visits = [
+            Visit([MARKER[label], *rng.choice(BACKGROUND, 2, replace=False)], age)
+            for _ in range(1 + int(rng.integers(2)))
+        ]
+        patients.append(Patient(100 + index, "FM"[(index // 2) % 2], age, visits))
+        labels.append(label)
+    outcomes = pd.DataFrame(
+        {
+            "SUBJECT_ID": [p.subject_id for p in patients],
+            "LVEF_REDUCED": labels,
+            "RISK_CATEGORY": [i % 3 for i in range(n)],
+        }
+    )
+    return Cohort(patients, outcomes)
+
+
+def dataset(cohort: Cohort, prompts=("LVEF_REDUCED",)) -> PatientDataset:
+    vocabulary = Vocabulary.build(cohort)
+    return PatientDataset(cohort, vocabulary, AgeNormalizer(50.0, 20.0), 32, prompts)
+
+
+# ----------------------------------------------------------------------- config, dataset
+def test_outcome_prompts_setting_and_its_checks():
+    assert TrainConfig().outcome_prompts == []  # train: no outcome prompts by default
+    config = TrainConfig(outcome_prompts=["LVEF_REDUCED", "RISK_CATEGORY"])
+    assert config.resolved().outcome_prompts == ["LVEF_REDUCED", "RISK_CATEGORY"]
+    with pytest.raises(TrainConfigError, match="outcome_prompts.*distinct outcome column"):
+        TrainConfig(outcome_prompts=["LVEF_REDUCED", "LVEF_REDUCED"]).validate()
+
+
+def test_dataset_appends_one_x_cat_column_per_outcome_prompt():
+    cohort = labelled_cohort(6)
+    items = dataset(cohort, ("LVEF_REDUCED", "RISK_CATEGORY"))
+    assert items.outcome_classes == {"LVEF_REDUCED": 2, "RISK_CATEGORY": 3}
+    first = cohort.patients[1]  # label 1, risk 1, sex F (index 1 // 2 = 0)
+    assert items[1]["x_cat"].tolist() == [0, 1, 1] and first.sex == "F"
+    batch = PatientCollator()([items[i] for i in range(4)])
+    assert batch["x_cat"].shape == (4, 3)
+    assert batch["x_cat"][:, 1].tolist() == [0, 1, 0, 1]
+    plain = dataset(cohort, ())
+    assert plain[1]["x_cat"].tolist() == [0] and plain.outcome_classes == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop(columns="LVEF_REDUCED"), "LVEF_REDUCED: the cohort's outcomes have no"),
+        (lambda t: t.iloc[1:], "no row for SUBJECT_ID \\[100\\]"),
+        (lambda t: t.assign(LVEF_REDUCED=[0.5] + [0] * 5), "SUBJECT_ID 100 has 0.5; expected"),
+        (lambda t: t.assign(LVEF_REDUCED=[-1] + [0] * 5), "SUBJECT_ID 100 has -1; expected"),
+        (lambda t: t.assign(LVEF_REDUCED=[None] + [0] * 5), "SUBJECT_ID 100 has no label"),
+        (lambda t: t.assign(LVEF_REDUCED=["x"] + [0] * 5), "LVEF_REDUCED must be numeric"),
+    ],
+)
+def test_bad_outcome_labels_are_one_line_errors(change, message):
+    cohort = labelled_cohort(6)
+    cohort.outcomes = change(cohort.outcomes)
+    with pytest.raises(ValueError, match=message) as error:
+        dataset(cohort)
+    assert "\n" not in str(error.value)
+
+
+def test_a_cohort_without_outcomes_and_a_class_the_run_never_saw():
+    with pytest.raises(ValueError, match="no such column.*OUTCOMES.csv"):
+        dataset(Cohort(labelled_cohort(4).patients))
+    cohort = labelled_cohort(6)
+    cohort.outcomes["LVEF_REDUCED"] = [2, 0, 1, 0, 1, 0]
+    with pytest.raises(ValueError, match="SUBJECT_ID 100 has class 2.*0..1"):
+        dataset(cohort, {"LVEF_REDUCED": 2})
+
+
+# ---------------------------------------------------------------------------- generation
+def test_generation_returns_the_requested_labels_and_checks_them():
+    cohort = labelled_cohort(8)
+    vocabulary = Vocabulary.build(cohort)
+    torch.manual_seed(0)
+    model = build_model(
+        vocabulary,
+        get_preset("tiny"),
+        cat_cardinalities=[2, 2],
+        outcome_prompts=["LVEF_REDUCED"],
+        **SMALL,
+    )
+    normalizer = AgeNormalizer(50.0, 20.0)
+    ages, sexes = [p.age for p in cohort], [p.sex for p in cohort]
+    asked = prompt_labels(model, cohort)
+    synthetic = generate_patients(
+        model, vocabulary, normalizer, ages, sexes, outcomes=asked, max_new_tokens=12
+    )
+    assert synthetic.outcomes["SUBJECT_ID"].tolist() == [p.subject_id for p in synthetic]
+    assert synthetic.outcomes["LVEF_REDUCED"].tolist() == [i % 2 for i in range(8)]
+    with pytest.raises(ValueError, match="trained with outcome prompts.*pass outcomes"):
+        generate_patients(model, vocabulary, normalizer, ages, sexes)
+    with pytest.raises(ValueError, match="patient 0 has class 3.*0..1"):
+        generate_patients(
+            model, vocabulary, normalizer, ages[:1], sexes[:1], outcomes={"LVEF_REDUCED": [3]}
+        )
+    plain = build_model(vocabulary, get_preset("tiny"), **SMALL)
+    with pytest.raises(ValueError, match="trained without outcome prompts"):
+        generate_patients(plain, vocabulary, normalizer, ages, sexes, outcomes=asked)
+    assert (
+        prompt_labels(plain, cohort) is None
+        and generate_patients(
+            plain, vocabulary, normalizer, ages[:2], sexes[:2], max_new_tokens=8
+        ).outcomes
+        is None
+    )
+
+
+def marker_share(cohort: Cohort, code: str) -> float:
+    codes = [c for p in cohort for c in p.codes]
+    return codes.count(code) / max(len(codes), 1)
+
+
+def test_a_trained_outcome_prompt_steers_the_generated_codes(tmp_path):
+    """The label decides a marker code in the training data; asked for label 1 the model
+    writes the label-1 marker far more often than asked for label 0, and the other way."""
+    torch.set_num_threads(1)
+    cohort = labelled_cohort(64)
+    config = TrainConfig(
+        out=str(tmp_path / "run"),
+        outcome_prompts=["LVEF_REDUCED"],
+        epochs=30,
+        batch_size=16,
+        lr=3e-3,
+        max_length=24,
+        model={**SMALL, "dropout": 0.0},
+        extra_losses=[],
+        loss_weights={"age": 0.0, "sex": 0.0},
+        sample_every_epoch=0,
+        patience=None,
+        progress=False,
+        cpu=True,
+        split_fractions=[0.75, 0.25, 0.0],
+    )
+    train(config, cohort)
+    run = Run.load(tmp_path / "run")
+    assert run.model.config.outcome_prompts == ["LVEF_REDUCED"]
+    assert run.model.config.cat_cardinalities == [2, 2]
+    assert "LVEF_REDUCED" in run.train_demographics.columns
+    model, vocabulary, normalizer, _ = run.parts()
+    ages, sexes = [50.0] * 40, ["F", "M"] * 20
+    by_label = {
+        label: generate_patients(
+            model, vocabulary, normalizer, ages, sexes, outcomes={"LVEF_REDUCED": [label] * 40}
+        )
+        for label in (0, 1)
+    }
+    assert marker_share(by_label[1], MARKER[1]) > marker_share(by_label[0], MARKER[1]) + 0.1
+    assert marker_share(by_label[0], MARKER[0]) > marker_share(by_label[1], MARKER[0]) + 0.1
+
+
+# ------------------------------------------------------------------------------- utility
+def test_utility_gives_tstr_auroc_only_for_requested_labels():
+    real, train_split = labelled_cohort(40, 1), labelled_cohort(40, 2)
+    synthetic = labelled_cohort(40, 3)  # stands for patients generated for these labels
+
+    def labeler(patients):  # an oracle that reads the marker code
+        ids = [p.subject_id for p in patients]
+        return pd.DataFrame(
+            {"SUBJECT_ID": ids, "LVEF_REDUCED": [int("4280" in p.codes) for p in patients]}
+        )
+
+    metrics, intervals = utility_evaluation(synthetic, real, train_split, outcome_labeler=labeler)
+    assert metrics["tstr_auroc"] == metrics["tstr_oracle_auroc"] == 1.0
+    assert "tstr_auroc" in intervals and "tstr_oracle_auroc" in intervals
+    unlabelled, _ = utility_evaluation(
+        Cohort(synthetic.patients), real, train_split, outcome_labeler=labeler
+    )
+    assert math.isnan(unlabelled["tstr_auroc"]) and unlabelled["tstr_oracle_auroc"] == 1.0
+    # requested labels that contradict the codes: the user's figure drops, the oracle's not
+    flipped = labelled_cohort(40, 3)
+    flipped.outcomes["LVEF_REDUCED"] = 1 - flipped.outcomes["LVEF_REDUCED"]
+    contradicted, _ = utility_evaluation(flipped, real, train_split, outcome_labeler=labeler)
+    assert contradicted["tstr_auroc"] == 0.0 and contradicted["tstr_oracle_auroc"] == 1.0
+    assert contradicted["augmentation_auroc"] < metrics["augmentation_auroc"]  # requested used
