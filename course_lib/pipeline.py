@@ -128,7 +128,8 @@ def run_pipeline(
             return simulate_outcomes(patients, seed)
 
         notes.append(
-            "synthetic patients labelled by the simulator's ground-truth outcome model (TSTR)"
+            "synthetic patients also labelled by the simulator's ground-truth outcome model "
+            "(tstr_oracle_auroc, an upper bound)"
         )
     likelihoods = likelihood_inputs(run, test, splits["val"], train_cohort=cohort, seed=seed)
     evaluation = evaluate_cohorts(

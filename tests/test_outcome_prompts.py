@@ -4,17 +4,20 @@ errors, generation for requested labels and tstr_auroc from those labels."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from course_lib.cli import main
 from course_lib.cohort import Cohort, Patient, Visit
 from course_lib.config import TrainConfig, TrainConfigError
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
 from course_lib.evaluation.utility import utility_evaluation
 from course_lib.generation import generate_patients, prompt_labels
+from course_lib.mimic import load_mimic, write_mimic
 from course_lib.model import build_model
 from course_lib.presets import get_preset
 from course_lib.runs import Run
@@ -147,13 +150,14 @@ def marker_share(cohort: Cohort, code: str) -> float:
     return codes.count(code) / max(len(codes), 1)
 
 
-def test_a_trained_outcome_prompt_steers_the_generated_codes(tmp_path):
-    """The label decides a marker code in the training data; asked for label 1 the model
-    writes the label-1 marker far more often than asked for label 0, and the other way."""
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A run trained with LVEF_REDUCED as a prompt on :func:`labelled_cohort` patients."""
+    out = tmp_path_factory.mktemp("outcome_run") / "run"
     torch.set_num_threads(1)
     cohort = labelled_cohort(64)
     config = TrainConfig(
-        out=str(tmp_path / "run"),
+        out=str(out),
         outcome_prompts=["LVEF_REDUCED"],
         epochs=30,
         batch_size=16,
@@ -169,7 +173,13 @@ def test_a_trained_outcome_prompt_steers_the_generated_codes(tmp_path):
         split_fractions=[0.75, 0.25, 0.0],
     )
     train(config, cohort)
-    run = Run.load(tmp_path / "run")
+    return out
+
+
+def test_a_trained_outcome_prompt_steers_the_generated_codes(trained_run):
+    """The label decides a marker code in the training data; asked for label 1 the model
+    writes the label-1 marker far more often than asked for label 0, and the other way."""
+    run = Run.load(trained_run)
     assert run.model.config.outcome_prompts == ["LVEF_REDUCED"]
     assert run.model.config.cat_cardinalities == [2, 2]
     assert "LVEF_REDUCED" in run.train_demographics.columns
@@ -209,3 +219,41 @@ def test_utility_gives_tstr_auroc_only_for_requested_labels():
     contradicted, _ = utility_evaluation(flipped, real, train_split, outcome_labeler=labeler)
     assert contradicted["tstr_auroc"] == 0.0 and contradicted["tstr_oracle_auroc"] == 1.0
     assert contradicted["augmentation_auroc"] < metrics["augmentation_auroc"]  # requested used
+
+
+def test_the_generate_command_requests_labels_and_writes_them(trained_run, tmp_path, capsys):
+    # default: whole rows of the training split's demographics, labels included
+    assert (
+        main(
+            [
+                "generate",
+                "--run",
+                str(trained_run),
+                "--patients",
+                "6",
+                "--out",
+                str(tmp_path / "a"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    written = load_mimic(tmp_path / "a")
+    assert set(written.outcomes["LVEF_REDUCED"]) <= {0, 1} and len(written.outcomes) == 6
+    # --demographics-from: that cohort's ages, sexes and labels, in its order
+    like = labelled_cohort(8, seed=5)
+    write_mimic(like, tmp_path / "like")
+    argv = ["generate", "--run", str(trained_run), "--patients", "8", "--no-progress"]
+    assert (
+        main([*argv, "--out", str(tmp_path / "b"), "--demographics-from", str(tmp_path / "like")])
+        == 0
+    )
+    assert load_mimic(tmp_path / "b").outcomes["LVEF_REDUCED"].tolist() == [i % 2 for i in range(8)]
+    write_mimic(Cohort(like.patients), tmp_path / "bare")  # no OUTCOMES.csv
+    capsys.readouterr()
+    code = main(
+        [*argv, "--out", str(tmp_path / "c"), "--demographics-from", str(tmp_path / "bare")]
+    )
+    error = capsys.readouterr().err.strip()
+    assert code == 1 and "LVEF_REDUCED" in error and "OUTCOMES.csv" in error
+    assert len(error.splitlines()) == 1
