@@ -77,8 +77,7 @@ def run_pipeline(
     if cohort.notes:
         print(format_notes(cohort.notes), flush=True)
     if outcome_prompts is None:
-        has_outcome = cohort.outcomes is not None and DEFAULT_OUTCOME in cohort.outcomes.columns
-        outcome_prompts = [DEFAULT_OUTCOME] if has_outcome else []
+        outcome_prompts = default_outcome_prompts(cohort)
     config = TrainConfig(
         data=str(data),
         out=str(out / "run"),
@@ -114,13 +113,7 @@ def run_pipeline(
         f"({len(splits['val'])}), privacy against the training split ({len(splits['train'])})",
         f"model: preset {preset}, {result.steps} steps, best validation LM loss "
         f"{result.best_val_lm:.4f} (epoch {result.best_epoch}), stopped: {result.stopped}",
-        "outcome prompts: "
-        + (
-            f"{', '.join(outcome_prompts)} (each synthetic patient generated for its test "
-            "patient's label)"
-            if outcome_prompts
-            else "none (no requested labels: tstr_auroc is not computed)"
-        ),
+        outcome_prompts_note(outcome_prompts),
     ]
     if is_simulated_cohort(cohort):
 
@@ -176,6 +169,21 @@ def run_pipeline(
         print(f"note: {note}")
     print(f"report: {report_dir / 'report.md'}; figures: {report_dir / 'figures'}")
     return dict(evaluation)
+
+
+def default_outcome_prompts(cohort: Cohort) -> list[str]:
+    """``[LVEF_REDUCED]`` (the outcome the utility metrics evaluate) when the cohort has it."""
+    has_outcome = cohort.outcomes is not None and DEFAULT_OUTCOME in cohort.outcomes.columns
+    return [DEFAULT_OUTCOME] if has_outcome else []
+
+
+def outcome_prompts_note(outcome_prompts: Sequence[str]) -> str:
+    if not outcome_prompts:
+        return "outcome prompts: none (no requested labels: tstr_auroc is not computed)"
+    return (
+        f"outcome prompts: {', '.join(outcome_prompts)} (each synthetic patient generated for "
+        "its test patient's label: tstr_auroc)"
+    )
 
 
 def generate_like(run: Run, cohort: Cohort, **options) -> Cohort:

@@ -51,3 +51,12 @@ def test_pipeline_command_rejects_bad_numbers(tmp_path, capsys, flags, message):
     code = main(["pipeline", "--data", str(tmp_path / "cohort"), "--out", str(tmp_path), *flags])
     assert code == 2 and message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cohort"]  # nothing written
+
+
+def test_pipeline_command_names_an_outcome_prompt_the_cohort_lacks(tmp_path, capsys):
+    write_mimic(simulate_cohort(40, seed=1), tmp_path / "cohort")
+    argv = ["pipeline", "--data", str(tmp_path / "cohort"), "--out", str(tmp_path / "out")]
+    code = main([*argv, "--outcome-prompts", "LVEF_REDUCED,NOT_A_COLUMN", "--no-progress"])
+    error = capsys.readouterr().err.strip()
+    assert code == 1 and "outcome prompt NOT_A_COLUMN" in error and "LVEF_REDUCED" in error
+    assert len(error.splitlines()) == 1
