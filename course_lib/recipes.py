@@ -444,6 +444,13 @@ RECIPES: dict[str, Recipe] = _register(
     ),
     # Lessons 08 and 09: the course's default recipe (aux weights 0.001/0.001), one generator.
     Recipe("generator", "08_generating_patients", "tiny", _GENERATOR),
+    # Lesson 09: the same generator with the outcome as one more prompt (utility without an oracle).
+    Recipe(
+        "outcome_generator",
+        "09_evaluating_records",
+        "tiny",
+        {**_GENERATOR, "outcome_prompts": ["LVEF_REDUCED"]},
+    ),
     # Lesson 11: a short generator whose decoder states feed the prediction heads.
     Recipe(
         "heads_generator",

@@ -456,6 +456,61 @@ print(f"{n_positive} positive, {n_negative} negative test patients; AUROC standa
 # {glue:text}`auroc_se:.3f` {cite}`hanley1982meaning`, so the synthetic cohort's gap to the
 # same-size real sample, {glue:text}`tstr_gap:+.3f`, is {glue:text}`gap_verdict`.
 #
+# ## Utility without an oracle
+#
+# A user of real data has no outcome model to label generated patients. What they can do is
+# make the outcome one more condition: the recipe `outcome_generator` is lesson 08's generator
+# with `LVEF_REDUCED` as a further categorical prompt (`outcome_prompts`), so the model learns
+# records *given* the label. We then ask it for one patient per test patient with that
+# patient's age, sex **and label**, and train the classifier on the labels we requested:
+# `tstr_auroc`, a figure anyone can compute. The oracle's labels of the same generated patients
+# give `tstr_oracle_auroc` beside it.
+
+# %%
+from course_lib.claims import check_above
+from course_lib.generation import prompt_labels
+
+outcome_generator = ctx.train_or_load("outcome_generator")
+requested_labels = prompt_labels(outcome_generator.model, test)  # the test patients' labels
+requested = generate_patients(
+    outcome_generator.model,
+    outcome_generator.vocabulary,
+    outcome_generator.normalizer,
+    [patient.age for patient in test],
+    [patient.sex for patient in test],
+    outcomes=requested_labels,
+    max_new_tokens=64,
+    seed=0,
+)
+requested_utility = utility_metrics(
+    requested, test, train_split, outcome_labeler=label_outcomes
+)
+tstr_requested = glue("tstr_requested", requested_utility["tstr_auroc"])
+glue("tstr_requested_oracle", requested_utility["tstr_oracle_auroc"])
+print(f"requested labels: TSTR {tstr_requested:.3f} | the oracle's labels of the same "
+      f"patients {requested_utility['tstr_oracle_auroc']:.3f}"
+      f" | TRTR {requested_utility['trtr_auroc']:.3f}")  # fmt: skip
+check_above("records written for a label carry its signal", tstr_requested, 0.5, noise=auroc_se)
+requested_gap = glue("requested_gap", tstr_requested - utility_floor["tstr_oracle_auroc"])
+glue(
+    "requested_verdict",
+    "within two standard errors of it" if abs(requested_gap) <= 2 * auroc_se
+    else ("below it by more than two standard errors" if requested_gap < 0
+          else "above it by more than two standard errors"),
+)  # fmt: skip
+
+# %% [markdown]
+# Trained on patients written for the labels we asked for, the classifier reaches
+# {glue:text}`tstr_requested:.3f` on the real test patients, against
+# {glue:text}`tstr_floor:.3f` for the same-size real sample: {glue:text}`requested_verdict`
+# (standard error {glue:text}`auroc_se:.3f`). The check above is the minimum a user needs:
+# the generated records depend on the requested label at all (an AUROC above 0.5 beyond the
+# noise), which a model that ignored the label prompt would fail. The oracle's labels of the
+# same patients, {glue:text}`tstr_requested_oracle:.3f`, say how much outcome signal their codes
+# carry whatever we asked for; `evaluate_cohorts` reports both, and `augmentation_auroc` (real
+# training patients plus synthetic ones) with the requested labels when the synthetic cohort
+# has them.
+#
 # ## The full report
 #
 # `evaluate_cohorts` runs every family at once (and a few more: detection, precision/recall,
