@@ -46,6 +46,7 @@ CODE_MODULES = (
     "icd9.py",
     "tokens.py",
     "dataset.py",
+    "outcome_prompts.py",
     "model_config.py",
     "model.py",
     "prompts.py",
