@@ -482,9 +482,7 @@ requested = generate_patients(
     max_new_tokens=64,
     seed=0,
 )
-requested_utility = utility_metrics(
-    requested, test, train_split, outcome_labeler=label_outcomes
-)
+requested_utility = utility_metrics(requested, test, train_split, outcome_labeler=label_outcomes)
 tstr_requested = glue("tstr_requested", requested_utility["tstr_auroc"])
 glue("tstr_requested_oracle", requested_utility["tstr_oracle_auroc"])
 print(f"requested labels: TSTR {tstr_requested:.3f} | the oracle's labels of the same "
