@@ -490,7 +490,7 @@ print(f"requested labels: TSTR {tstr_requested:.3f} | the oracle's labels of the
       f" | TRTR {requested_utility['trtr_auroc']:.3f}")  # fmt: skip
 check_above("records written for a label carry its signal", tstr_requested, 0.5, noise=auroc_se)
 requested_gap = glue("requested_gap", tstr_requested - utility_floor["tstr_oracle_auroc"])
-glue(
+requested_verdict = glue(
     "requested_verdict",
     "within two standard errors of it" if abs(requested_gap) <= 2 * auroc_se
     else ("below it by more than two standard errors" if requested_gap < 0
