@@ -125,6 +125,11 @@ class TrainConfig:
         1.0, "max gradient norm (0 turns clipping off)", low=0.0, parse=_zero_is_none(float)
     )
     accumulation: int = setting(1, "micro-batches per optimizer step", low=1)
+    group_by_length: bool = setting(
+        False,
+        "batch patients of similar length: less padding, but one-length batches teach the "
+        "model to end records early (lesson 03)",
+    )
     seed: int = setting(0, "seed of the split, the weights and the data order", low=0)
     split_fractions: list[float] = setting(
         [0.8, 0.1, 0.1], "train,val,test shares of the patients", parse=_fractions

@@ -40,6 +40,9 @@ class LossTerm:
     ``optional`` terms are computed only when a run asks for them (``extra_losses``).
     ``kind`` is the likelihood behind the term, which uncertainty weighting needs;
     ``default_weight`` is used when a run turns the term on without giving it a weight.
+    ``position_mean`` marks a mean over the batch's scored positions, which the trainer
+    re-weights by the batch's token count (:func:`balance_by_tokens`); a statistic of the
+    whole batch (``diversity``) is not one.
     """
 
     name: str
@@ -48,15 +51,18 @@ class LossTerm:
     doc: str
     kind: Literal["regression", "classification"] = "regression"
     default_weight: float | None = None
+    position_mean: bool = False
 
 
 LOSS_TERMS: dict[str, LossTerm] = {
     term.name: term
     for term in (
-        LossTerm("lm", "token", False, "next-code cross-entropy", "classification", 1.0),
+        LossTerm("lm", "token", False, "next-code cross-entropy", "classification", 1.0, True),
         LossTerm("age", "patient", False, "MSE of the age head on the normalised age"),
         LossTerm("sex", "patient", False, "cross-entropy of the sex head", "classification"),
-        LossTerm("cooc", "token", True, "co-occurrence loss of the original notes"),
+        LossTerm(
+            "cooc", "token", True, "co-occurrence loss of the original notes", position_mean=True
+        ),
         LossTerm("diversity", "token", True, "negative entropy of the mean code distribution"),
         LossTerm(
             "validity",
@@ -65,6 +71,7 @@ LOSS_TERMS: dict[str, LossTerm] = {
             "unlikelihood of the codes the MCE age/sex rules forbid for the patient",
             "classification",  # -log(1 - p_forbidden): a Bernoulli log-likelihood
             10.0,  # issue 11's measured winner
+            True,
         ),
     )
 }
@@ -328,6 +335,29 @@ def validity_loss(
 
 
 # --- combining the terms -----------------------------------------------------------------
+def balance_by_tokens(
+    raw: Mapping[str, torch.Tensor], n_tokens: int | torch.Tensor, tokens_per_batch: float
+) -> dict[str, torch.Tensor]:
+    """Each per-position mean term times ``n_tokens / tokens_per_batch``: a sum over the
+    batch's scored positions divided by a fixed count, the same for every batch.
+
+    A plain per-batch mean gives every batch the same say. With length-grouped batches
+    (:class:`course_lib.dataset.ResumableBatches`) a batch of one-visit patients holds a few
+    hundred tokens and one of long records a thousand or more, so each token of a short
+    record weighs several times more, and the model learns to end records too early (lesson
+    03 measures it). With ``tokens_per_batch`` = the mean number of scored tokens per batch,
+    every token counts once over an epoch, as in the validation loss. Other terms (means
+    over patients, batch statistics) pass through unchanged.
+    """
+    if not tokens_per_batch > 0:
+        raise ValueError(f"tokens_per_batch must be > 0, got {tokens_per_batch}")
+    scale = n_tokens / tokens_per_batch
+    return {
+        term: value * scale if LOSS_TERMS[term].position_mean else value
+        for term, value in raw.items()
+    }
+
+
 def resolve_weights(terms: Sequence[str], weights: Mapping[str, float]) -> dict[str, float]:
     """The weight of every term: ``lm`` defaults to 1, every other term must be given.
 

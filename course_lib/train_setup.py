@@ -63,6 +63,7 @@ class Loop:
     n_epochs: int
     epoch_sums: torch.Tensor
     diversity_shift: float
+    tokens_per_batch: float  # mean scored tokens of a training micro-batch (balance_by_tokens)
 
     @property
     def world(self) -> int:
@@ -197,7 +198,13 @@ def setup(
     optimizer = build_optimizer(config, model, weighting)
     lengths = [len(ids) for ids in train_set.sequences]
     batches = ResumableBatches(
-        train_set, config.batch_size, config.seed, rank, world, True, lengths
+        train_set,
+        config.batch_size,
+        config.seed,
+        rank,
+        world,
+        True,
+        lengths if config.group_by_length else None,
     )
     steps_per_epoch = math.ceil(len(batches) / config.accumulation)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -251,6 +258,8 @@ def setup(
         # diversity = -H(mean code distribution) lies in [-log n_codes, 0]; adding log n_codes
         # makes it KL(mean || uniform) >= 0: the same gradient, and ratio strategies can weigh it.
         diversity_shift=math.log(len(vocabulary.code_ids)),
+        # a patient's labels are its ids after <patient>: len - 1 scored tokens
+        tokens_per_batch=config.batch_size * (sum(lengths) / len(lengths) - 1),
     )
 
 

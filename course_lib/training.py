@@ -16,7 +16,10 @@ The loss terms (:data:`course_lib.losses.LOSS_TERMS`) are combined by a
 :func:`course_lib.losses.diversity_loss`, and a term every strategy can weigh. The strategy's
 learnable parameters are a second AdamW parameter group without weight decay (learning rate
 ``weighting_lr``, default ``lr``); under DDP its gradients and state are averaged across
-processes after each step, so every rank applies the same weights.
+processes after each step, so every rank applies the same weights. Batches are grouped by
+length (less padding), so the strategy sees each per-position term as the batch's token sum
+over a fixed count (:func:`course_lib.losses.balance_by_tokens`): every token counts once per
+epoch, and short records are not over-weighted. The log keeps each batch's per-token means.
 
 The run folder's layout is :mod:`course_lib.runs`'; checkpoints and the exact-resume
 guarantee are :mod:`course_lib.checkpoint`'s; settings are :mod:`course_lib.config`'s.
@@ -268,7 +271,9 @@ def _train_step(loop: Loop, micro_batches: Iterator) -> _Step:
         with nullcontext() if index == group - 1 else accelerator.no_sync(model):
             output = model(**_model_inputs(batch, device), extra_losses=extra)
             raw = _loss_terms(loop, output)
-            total, weights = loop.weighting(raw, step=state.step, epoch=state.epoch)
+            n_tokens = batch["labels"].ne(-100).sum().item()
+            balanced = losses.balance_by_tokens(raw, n_tokens, loop.tokens_per_batch)
+            total, weights = loop.weighting(balanced, step=state.step, epoch=state.epoch)
             accelerator.backward(total / group)
         group_raw += torch.stack([raw[term].detach().float() for term in loop.terms]) / group
         group_total += total.detach().float() / group

@@ -39,6 +39,7 @@ def test_flags_reach_the_config():
         "--loss-weights", "age=0.5,sex=0.25,cooc=0.1", "--model-options", "d_model=32,dropout=0",
         "--extra-losses", "cooc", "--split-fractions", "0.7,0.2,0.1",
         "--unknown-codes", "error", "--no-progress", "--cpu", "--scheduler", "cosine",
+        "--group-by-length",
     )  # fmt: skip
     config = config_from_args(args)
     assert config.grad_clip is None and config.patience is None
@@ -46,8 +47,9 @@ def test_flags_reach_the_config():
     assert config.model == {"d_model": 32, "dropout": 0}
     assert config.extra_losses == ["cooc"] and config.split_fractions == [0.7, 0.2, 0.1]
     assert config.unknown_codes == "error" and config.progress is False and config.cpu is True
-    assert config.scheduler == "cosine"
+    assert config.scheduler == "cosine" and config.group_by_length is True
     untouched = config_from_args(parse("--data", "x"))
+    assert untouched.group_by_length is False  # one-length batches bias the record length
     assert untouched.unknown_codes == DEFAULT_UNKNOWN_CODES == "skip"  # real MIMIC-III loads
     assert untouched.progress is True
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from course_lib import losses
 from course_lib.losses import (
@@ -267,3 +268,41 @@ def test_validity_loss_gradient_lowers_forbidden_codes_and_checks_shapes():
     with pytest.raises(losses.LossInputError, match="every token forbidden"):
         losses.validity_loss(logits, labels, torch.ones(2, 6, dtype=torch.bool))
     assert losses.LOSS_TERMS["validity"].per == "token" and "validity" in losses.OPTIONAL_TERMS
+
+
+def test_balance_by_tokens_makes_every_token_count_once_over_length_grouped_batches():
+    # Three length-grouped batches: short records, long records, one long and one short.
+    torch.manual_seed(0)
+    batches = []
+    for lengths in ([2, 2, 3], [9, 8, 9], [1, 7]):
+        labels = torch.full((len(lengths), 10), -100)
+        for row, n in enumerate(lengths):
+            labels[row, :n] = torch.randint(0, 5, (n,))
+        batches.append((torch.randn(len(lengths), 10, 5), labels))
+    token_sum = sum(
+        F.cross_entropy(lg.reshape(-1, 5), lb.reshape(-1), ignore_index=-100, reduction="sum")
+        for lg, lb in batches
+    )
+    n_tokens = [int(lb.ne(-100).sum()) for _, lb in batches]
+    per_batch = sum(n_tokens) / len(batches)
+    balanced = [
+        losses.balance_by_tokens(
+            {"lm": losses.lm_loss(lg, lb), "sex": torch.tensor(0.7)}, n, per_batch
+        )
+        for (lg, lb), n in zip(batches, n_tokens, strict=True)
+    ]
+    epoch_mean = float(sum(b["lm"] for b in balanced)) / len(batches)
+    plain_mean = float(sum(losses.lm_loss(lg, lb) for lg, lb in batches)) / len(batches)
+    token_mean = float(token_sum) / sum(n_tokens)
+    assert epoch_mean == pytest.approx(token_mean, rel=1e-6)
+    # the plain per-batch mean weighs the 7 short-record tokens like the 26 long ones
+    assert abs(plain_mean - token_mean) > 0.01
+    assert all(b["sex"] == pytest.approx(0.7) for b in balanced)  # a per-patient term
+
+
+def test_balance_by_tokens_scales_position_means_only_and_checks_the_count():
+    raw = {"lm": torch.tensor(2.0), "validity": torch.tensor(0.5), "diversity": torch.tensor(1.0)}
+    out = losses.balance_by_tokens(raw, 50, 100.0)
+    assert (out["lm"].item(), out["validity"].item(), out["diversity"].item()) == (1.0, 0.25, 1.0)
+    with pytest.raises(ValueError, match="tokens_per_batch must be > 0, got 0"):
+        losses.balance_by_tokens(raw, 50, 0.0)
