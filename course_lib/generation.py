@@ -275,6 +275,24 @@ def generate_patients(
     return Cohort(patients, labels_table([p.subject_id for p in patients], labels, classes))
 
 
+def generate_like(model, vocabulary: Vocabulary, normalizer, cohort: Cohort, **options) -> Cohort:
+    """One synthetic patient per patient of ``cohort``, with its age and sex (and, for a model
+    with outcome prompts, its labels: the synthetic ``outcomes`` hold them).
+
+    The one place that turns a real cohort into prompts, so the pipeline, the recipes' stored
+    samples and the lessons ask the same thing; ``options`` go to :func:`generate_patients`.
+    """
+    return generate_patients(
+        model,
+        vocabulary,
+        normalizer,
+        [p.age for p in cohort],
+        [p.sex for p in cohort],
+        outcomes=prompt_labels(model, cohort),
+        **options,
+    )
+
+
 @torch.no_grad()
 def naive_generate(
     model, x_num: torch.Tensor, x_cat: torch.Tensor, max_new_tokens: int, processors=None
