@@ -2,7 +2,8 @@
 
 ``python -m course_lib pipeline --data data_samples/mimic_sample --out runs/main`` trains
 the ``tiny`` preset on the training split, generates one synthetic patient for each patient
-of the test split (same age and sex), and evaluates them against the test split, with the
+of the test split (same age and sex; the gaps between its visits drawn from the training
+split's, ``train_visit_gaps.csv`` of the run), and evaluates them against the test split, with the
 validation split (disjoint, same size) as the real-vs-real floor and the training split for
 the privacy attacks.
 
@@ -100,7 +101,8 @@ def run_pipeline(
     asked = f" and {', '.join(outcome_prompts)} labels" if outcome_prompts else ""
     print(f"[2/3] generating {len(test):,} patients with the test split's ages, sexes{asked}")
     step_started = time.perf_counter()
-    generate_options = {"validity": validity, "guidance": guidance}
+    # the gaps between visits: drawn from the training split's (the model writes no time)
+    generate_options = {"validity": validity, "guidance": guidance, "visit_gaps": run.visit_gaps()}
     synthetic = generate_like(
         model, vocabulary, normalizer, test, seed=seed, progress=progress, **generate_options
     )

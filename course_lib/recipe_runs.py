@@ -34,6 +34,7 @@ KEPT_FILES = (
     "normalizer.json",
     "splits.json",
     "train_demographics.csv",
+    "train_visit_gaps.csv",
     "logs/train.jsonl",
     "logs/epochs.jsonl",
 )
