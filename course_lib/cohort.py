@@ -7,12 +7,16 @@ synthetic patients alike.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 
+import numpy as np
 import pandas as pd
 
 SEXES = ("F", "M")
+DAYS_PER_YEAR = 365.25
 
 
 @dataclass
@@ -73,3 +77,27 @@ class Cohort:
                 drop=True
             )
         return Cohort(patients, outcomes, list(self.notes))
+
+
+def cohort_visit_gaps(cohort: Cohort) -> np.ndarray:
+    """Years between consecutive visits of every patient (empty when no patient has two).
+
+    Generation draws a synthetic patient's gaps from the training split's (the model writes
+    no time). Measured as ``evaluation.sequence`` measures days: from the admission times
+    when both visits have one (ages capped at 90 would read as no gap), else from the ages.
+    """
+    gaps = []
+    for patient in cohort:
+        for number, (first, second) in enumerate(pairwise(patient.visits), start=2):
+            if first.admit_time is not None and second.admit_time is not None:
+                days = (second.admit_time - first.admit_time).total_seconds() / 86400
+                gap = days / DAYS_PER_YEAR
+            else:
+                gap = float(second.age) - float(first.age)
+            if not (math.isfinite(gap) and gap >= 0):
+                raise ValueError(
+                    f"SUBJECT_ID {patient.subject_id}: visit {number} is {gap!r} years after "
+                    f"visit {number - 1}; expected a finite gap >= 0 (visits in admission order)"
+                )
+            gaps.append(gap)
+    return np.asarray(gaps, dtype=np.float64)

@@ -25,7 +25,7 @@ from tqdm import tqdm  # plain text bars: no widget dependency in notebooks
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from course_lib import icd9
-from course_lib.cohort import Cohort, Patient, Visit
+from course_lib.cohort import Cohort, Patient, Visit, cohort_visit_gaps  # noqa: F401 (re-exported)
 from course_lib.outcome_prompts import (
     cohort_prompt_labels,
     labels_table,
@@ -195,6 +195,38 @@ def prompt_labels(model, cohort: Cohort) -> pd.DataFrame | None:
     return labels_table(subject_ids, cohort_prompt_labels(cohort, classes, subject_ids), classes)
 
 
+def check_visit_gaps(visit_gaps) -> np.ndarray:
+    """``visit_gaps`` as a 1-d float array of finite years >= 0 (ValueError, one line, if not)."""
+    try:
+        gaps = np.asarray(visit_gaps, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"visit_gaps must be numbers of years, got {type(visit_gaps).__name__}"
+        ) from None
+    if gaps.ndim != 1:
+        raise ValueError(f"visit_gaps must be a 1-d array of years, got shape {gaps.shape}")
+    bad = np.flatnonzero(~(np.isfinite(gaps) & (gaps >= 0)))
+    if bad.size:
+        first = int(bad[0])
+        raise ValueError(
+            f"visit_gaps[{first}] is {float(gaps[first])!r}; expected a finite number of years >= 0"
+        )
+    return gaps
+
+
+def _visit_ages(age: float, n_visits: int, gaps: np.ndarray | None, rng, subject_id: int):
+    """The prompt age, then the age plus the cumulative gaps drawn for each later visit."""
+    if gaps is None or n_visits < 2:
+        return [float(age)] * n_visits
+    if gaps.size == 0:
+        raise ValueError(
+            f"visit_gaps is empty but generated patient {subject_id} has {n_visits} visits; "
+            "expected at least one gap in years (cohort_visit_gaps of the training split)"
+        )
+    drawn = rng.choice(gaps, size=n_visits - 1, replace=True)
+    return [float(age)] + [float(age + offset) for offset in np.cumsum(drawn)]
+
+
 @torch.no_grad()
 def generate_patients(
     model,
@@ -215,10 +247,15 @@ def generate_patients(
     first_subject_id: int = 1,
     progress: bool = False,
     outcomes=None,
+    visit_gaps=None,
 ) -> Cohort:
     """Sample one patient per (age, sex) with the KV-cached ``model.generate``.
 
-    Visits of a generated patient all carry the prompt age: the model writes no time gaps.
+    The model writes no time. ``visit_gaps`` (years, e.g. :func:`cohort_visit_gaps` of the
+    training split; ``Run.visit_gaps()``) gives each later visit of a patient a gap drawn from
+    it with replacement, so visit ages are the prompt age plus the cumulative gaps; the draws
+    use their own ``numpy`` generator seeded with ``seed``, so the tokens are those sampled
+    without gaps. None: every visit carries the prompt age (as does the validity mask).
     A model trained with outcome prompts needs ``outcomes`` (a DataFrame or mapping with one
     label per patient for each of ``model.config.outcome_prompts``): the patients are written
     *for* those labels, and the cohort's ``outcomes`` table holds them (requested labels).
@@ -231,6 +268,8 @@ def generate_patients(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     classes = model_outcome_classes(model.config)
     labels = requested_labels(outcomes, classes, len(ages))
+    gaps = None if visit_gaps is None else check_visit_gaps(visit_gaps)
+    gap_rng = np.random.default_rng(seed)  # apart from torch's: the tokens do not change
     model.eval()
     torch.manual_seed(seed)
     patients: list[Patient] = []
@@ -259,20 +298,35 @@ def generate_patients(
         )
         for offset, ids in enumerate(sequences.tolist()):
             age, sex = batch_ages[offset], batch_sexes[offset]
+            subject_id = first_subject_id + start + offset
+            visit_codes = [codes for codes in vocabulary.decode(ids) if codes]
+            visit_ages = _visit_ages(age, len(visit_codes), gaps, gap_rng, subject_id)
             visits = [
-                Visit(codes=codes, age=float(age)) for codes in vocabulary.decode(ids) if codes
+                Visit(codes=codes, age=visit_age)
+                for codes, visit_age in zip(visit_codes, visit_ages, strict=True)
             ]
-            patients.append(
-                Patient(
-                    subject_id=first_subject_id + start + offset,
-                    sex=sex,
-                    age=float(age),
-                    visits=visits,
-                )
-            )
+            patients.append(Patient(subject_id=subject_id, sex=sex, age=float(age), visits=visits))
     if not classes:
         return Cohort(patients)
     return Cohort(patients, labels_table([p.subject_id for p in patients], labels, classes))
+
+
+def generate_like(model, vocabulary: Vocabulary, normalizer, cohort: Cohort, **options) -> Cohort:
+    """One synthetic patient per patient of ``cohort``, with its age and sex (and, for a model
+    with outcome prompts, its labels: the synthetic ``outcomes`` hold them).
+
+    The one place that turns a real cohort into prompts, so the pipeline, the recipes' stored
+    samples and the lessons ask the same thing; ``options`` go to :func:`generate_patients`.
+    """
+    return generate_patients(
+        model,
+        vocabulary,
+        normalizer,
+        [p.age for p in cohort],
+        [p.sex for p in cohort],
+        outcomes=prompt_labels(model, cohort),
+        **options,
+    )
 
 
 @torch.no_grad()
@@ -389,7 +443,14 @@ def run_cli(args: argparse.Namespace) -> int:
     from course_lib.runs import RunError
 
     _check_generate_args(args)
-    model, vocabulary, normalizer, _ = Run.load(args.run).parts()
+    run = Run.load(args.run)
+    model, vocabulary, normalizer, _ = run.parts()
+    visit_gaps = run.visit_gaps()
+    if visit_gaps is None:
+        print(
+            f"note: {args.run} has no train_visit_gaps.csv (a run from before visit gaps): "
+            "every visit of a generated patient is at its prompt age"
+        )
     columns = list(model_outcome_classes(model.config))
     if args.demographics_from is not None:
         cohort = load_cohort_arg(args, flag="--demographics-from")
@@ -423,6 +484,7 @@ def run_cli(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         outcomes=reference[columns] if columns else None,
+        visit_gaps=visit_gaps,
     )
     elapsed = time.perf_counter() - started
     write_mimic(cohort, args.out)

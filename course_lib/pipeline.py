@@ -2,7 +2,8 @@
 
 ``python -m course_lib pipeline --data data_samples/mimic_sample --out runs/main`` trains
 the ``tiny`` preset on the training split, generates one synthetic patient for each patient
-of the test split (same age and sex), and evaluates them against the test split, with the
+of the test split (same age and sex; the gaps between its visits drawn from the training
+split's, ``train_visit_gaps.csv`` of the run), and evaluates them against the test split, with the
 validation split (disjoint, same size) as the real-vs-real floor and the training split for
 the privacy attacks.
 
@@ -35,7 +36,7 @@ from course_lib.evaluation.folders import likelihood_inputs
 from course_lib.evaluation.report import format_report_table, is_simulated_cohort, write_report
 from course_lib.evaluation.suite import evaluate_cohorts
 from course_lib.evaluation.utility import DEFAULT_OUTCOME
-from course_lib.generation import generate_patients, prompt_labels
+from course_lib.generation import generate_like
 from course_lib.mimic import DEFAULT_UNKNOWN_CODES, load_mimic, write_mimic
 from course_lib.presets import get_preset
 from course_lib.runs import Run
@@ -100,8 +101,11 @@ def run_pipeline(
     asked = f" and {', '.join(outcome_prompts)} labels" if outcome_prompts else ""
     print(f"[2/3] generating {len(test):,} patients with the test split's ages, sexes{asked}")
     step_started = time.perf_counter()
-    generate_options = {"validity": validity, "guidance": guidance}
-    synthetic = generate_like(run, test, seed=seed, progress=progress, **generate_options)
+    # the gaps between visits: drawn from the training split's (the model writes no time)
+    generate_options = {"validity": validity, "guidance": guidance, "visit_gaps": run.visit_gaps()}
+    synthetic = generate_like(
+        model, vocabulary, normalizer, test, seed=seed, progress=progress, **generate_options
+    )
     write_mimic(synthetic, out / "synthetic")
     timings["generate_s"] = time.perf_counter() - step_started
 
@@ -186,17 +190,6 @@ def outcome_prompts_note(outcome_prompts: Sequence[str]) -> str:
     )
 
 
-def generate_like(run: Run, cohort: Cohort, **options) -> Cohort:
-    """One synthetic patient per patient of ``cohort``, with the same age and sex (and, for a
-    model with outcome prompts, the same labels: the synthetic ``outcomes`` hold them)."""
-    model, vocabulary, normalizer, _ = run.parts()
-    ages, sexes = [p.age for p in cohort], [p.sex for p in cohort]
-    outcomes = prompt_labels(model, cohort)
-    return generate_patients(
-        model, vocabulary, normalizer, ages, sexes, outcomes=outcomes, **options
-    )
-
-
 SPREAD_KEYS = ("js_divergence", "unigram_r2", "sex_violation_rate", "age_violation_rate")
 
 
@@ -211,8 +204,11 @@ def generation_spread(
     if seeds < 2:
         return {}
     values: dict[str, list[float]] = {key: [] for key in SPREAD_KEYS}
+    model, vocabulary, normalizer, _ = run.parts()
     for offset in range(seeds):
-        synthetic = generate_like(run, test, seed=seed + 1000 + offset, **generate_options)
+        synthetic = generate_like(
+            model, vocabulary, normalizer, test, seed=seed + 1000 + offset, **generate_options
+        )
         metrics = evaluate_cohorts(synthetic, test, seed=seed, n_resamples=0)
         for key in SPREAD_KEYS:
             values[key].append(float(metrics[key]))

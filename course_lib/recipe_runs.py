@@ -34,6 +34,7 @@ KEPT_FILES = (
     "normalizer.json",
     "splits.json",
     "train_demographics.csv",
+    "train_visit_gaps.csv",
     "logs/train.jsonl",
     "logs/epochs.jsonl",
 )
@@ -150,21 +151,18 @@ def freshness(recipe: Recipe, folder: Path, data_dir: Path | None) -> tuple[Fres
 # ----------------------------------------------------------------------- generated sample
 def write_generated(recipe: Recipe, folder: Path, cohort: Cohort) -> None:
     """One patient per patient of the recipe's split, as JSON lines (``generated.jsonl``)."""
-    from course_lib.generation import generate_patients, prompt_labels
+    from course_lib.generation import generate_like
     from course_lib.runs import Run
 
     spec = recipe.generation
     run = Run.load(folder)
-    prompts = run.split(cohort, spec.split)
-    generated = generate_patients(
+    generated = generate_like(
         run.model,
         run.vocabulary,
         run.normalizer,
-        [p.age for p in prompts],
-        [p.sex for p in prompts],
+        run.split(cohort, spec.split),
         max_new_tokens=spec.max_new_tokens,
         seed=spec.seed,
-        outcomes=prompt_labels(run.model, prompts),
         **dict(spec.options),
     )
     lines = (

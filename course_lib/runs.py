@@ -5,6 +5,8 @@ through :class:`Run`::
 
     config.yaml              the resolved configuration (every field, presets filled in)
     vocab.json normalizer.json splits.json train_demographics.csv
+    train_visit_gaps.csv     years between consecutive visits of the training patients
+                             (column gap_years): what generation draws visit gaps from
     model/                   save_pretrained of the best model, plus fingerprint.json: the
                              sha256 of every model file and of the vocabulary it was trained with
     checkpoints/last/        everything --resume needs (course_lib.checkpoint)
@@ -29,9 +31,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
-from course_lib.cohort import Cohort
+from course_lib.cohort import Cohort, cohort_visit_gaps
 from course_lib.config import TrainConfig, TrainConfigError
 from course_lib.dataset import AgeNormalizer
 from course_lib.files import atomic_write_text, existing_dir, new_temp_dir, replace_dir
@@ -40,6 +43,7 @@ from course_lib.outcome_prompts import cohort_prompt_labels
 from course_lib.tokens import Vocabulary, VocabularyFileError
 
 SPLITS = ("train", "val", "test")
+VISIT_GAPS = "train_visit_gaps.csv"
 LOGS = ("train", "epochs")
 SplitName = Literal["train", "val", "test"]
 LogName = Literal["train", "epochs"]
@@ -194,6 +198,29 @@ class Run:
         ``generate`` samples by default."""
         return pd.read_csv(self.file("train_demographics.csv"))
 
+    def visit_gaps(self) -> np.ndarray | None:
+        """Years between consecutive visits of the training patients (``train_visit_gaps.csv``),
+        what generation draws a synthetic patient's gaps from; None for a run written before
+        the file existed (its generated visits then all carry the prompt age)."""
+        path = self.path / VISIT_GAPS
+        if not path.is_file():
+            return None
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not lines or lines[0].strip() != "gap_years":
+            raise RunError(f"{path}: expected the header gap_years, got {lines[:1]}")
+        gaps = []
+        for number, line in enumerate(lines[1:], start=2):
+            try:
+                gap = float(line)
+            except ValueError:
+                gap = None
+            if gap is None or not (np.isfinite(gap) and gap >= 0):
+                raise RunError(
+                    f"{path}, line {number}: expected a number of years >= 0, got {line!r}"
+                )
+            gaps.append(gap)
+        return np.asarray(gaps, dtype=np.float64)
+
 
 def load_run(run_dir: str | os.PathLike) -> tuple[PromptBart, Vocabulary, AgeNormalizer, Any]:
     """``(model, vocabulary, normalizer, config)`` of a finished (or interrupted) run."""
@@ -231,6 +258,9 @@ def write_run_files(
     )
     header = ",".join(["age", "sex", *columns]) + "\n"
     atomic_write_text(run_dir / "train_demographics.csv", header + rows)
+    # what generation draws visit gaps from (the model writes no time)
+    gaps = "".join(f"{gap!r}\n" for gap in cohort_visit_gaps(train).tolist())
+    atomic_write_text(run_dir / VISIT_GAPS, "gap_years\n" + gaps)
 
 
 def save_model(model: PromptBart, run_dir: Path, vocabulary: Vocabulary) -> None:

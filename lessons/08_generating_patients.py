@@ -268,7 +268,7 @@ from IPython.display import display
 
 from course_lib.evaluation.coherence import code_frequencies, js_divergence
 from course_lib.evaluation.diversity import top_code_share, unique_codes
-from course_lib.generation import generate_patients
+from course_lib.generation import generate_like
 
 test_frequencies = code_frequencies(test)
 
@@ -284,11 +284,11 @@ def cohort_row(cohort) -> dict[str, float]:
 
 
 def generate(**settings):
-    """One synthetic patient per test prompt (the same seed for every setting)."""
-    return generate_patients(
-        model, vocabulary, normalizer, test_ages, test_sexes,
-        max_new_tokens=max_new_tokens, seed=0, **settings,
-    )  # fmt: skip
+    """One synthetic patient per test patient, with its age and sex (`generate_patients` with
+    the test split's demographics; the same seed for every setting)."""
+    return generate_like(
+        model, vocabulary, normalizer, test, max_new_tokens=max_new_tokens, seed=0, **settings
+    )
 
 
 sampling_settings = {

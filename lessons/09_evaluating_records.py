@@ -79,20 +79,13 @@ model, vocabulary, normalizer = generator.model, generator.vocabulary, generator
 #   as in lesson 08 ($T = 1$, visit-aware duplicate ban, no validity mask).
 
 # %%
-from course_lib.generation import generate_patients
+from course_lib.generation import generate_like
 from course_lib.mimic import load_mimic
 
 splits = generator.run.splits(load_mimic(ctx.data_dir))
 train_split, test, reference = splits["train"], splits["test"], splits["val"]
-synthetic = generate_patients(
-    model,
-    vocabulary,
-    normalizer,
-    [patient.age for patient in test],
-    [patient.sex for patient in test],
-    max_new_tokens=64,
-    seed=0,
-)
+# one patient per test patient, with its age and sex
+synthetic = generate_like(model, vocabulary, normalizer, test, max_new_tokens=64, seed=0)
 for name, cohort in {
     "train": train_split, "test": test, "reference": reference, "synthetic": synthetic,
 }.items():  # fmt: skip
@@ -468,17 +461,14 @@ print(f"{n_positive} positive, {n_negative} negative test patients; AUROC standa
 
 # %%
 from course_lib.claims import check_above
-from course_lib.generation import prompt_labels
 
 outcome_generator = ctx.train_or_load("outcome_generator")
-requested_labels = prompt_labels(outcome_generator.model, test)  # the test patients' labels
-requested = generate_patients(
+# generate_like asks for each test patient's age, sex and label (the model's outcome prompts)
+requested = generate_like(
     outcome_generator.model,
     outcome_generator.vocabulary,
     outcome_generator.normalizer,
-    [patient.age for patient in test],
-    [patient.sex for patient in test],
-    outcomes=requested_labels,
+    test,
     max_new_tokens=64,
     seed=0,
 )

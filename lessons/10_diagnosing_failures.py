@@ -241,7 +241,7 @@ from course_lib.evaluation.diversity import (
 )
 from course_lib.evaluation.floor import subsample
 from course_lib.evaluation.validity import validity_metrics
-from course_lib.generation import generate_patients
+from course_lib.generation import generate_like
 
 prompt_patients = subsample(val_split, min(n_generated, len(val_split)), seed=0)
 glue("n_generated", len(prompt_patients))
@@ -249,12 +249,11 @@ test_frequencies = code_frequencies(test_split)
 
 
 def generate(run: dict, **options):
-    return generate_patients(
+    return generate_like(
         run["model"],
         run["vocabulary"],
         run["normalizer"],
-        [patient.age for patient in prompt_patients],
-        [patient.sex for patient in prompt_patients],
+        prompt_patients,
         max_new_tokens=max_new_tokens,
         seed=0,
         **options,

@@ -16,7 +16,7 @@ from course_lib.cohort import Cohort, Patient, Visit
 from course_lib.config import TrainConfig, TrainConfigError
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
 from course_lib.evaluation.utility import utility_evaluation
-from course_lib.generation import generate_patients, prompt_labels
+from course_lib.generation import generate_like, generate_patients, prompt_labels
 from course_lib.mimic import load_mimic, write_mimic
 from course_lib.model import build_model
 from course_lib.presets import get_preset
@@ -143,6 +143,38 @@ def test_generation_returns_the_requested_labels_and_checks_them():
         ).outcomes
         is None
     )
+
+
+def test_generate_like_asks_for_each_patients_age_sex_and_labels():
+    """The one recipe the pipeline, the stored samples and the lessons share: the same
+    patients as generate_patients with the cohort's demographics and prompt labels."""
+    cohort = labelled_cohort(8)
+    vocabulary = Vocabulary.build(cohort)
+    torch.manual_seed(0)
+    model = build_model(
+        vocabulary,
+        get_preset("tiny"),
+        cat_cardinalities=[2, 2],
+        outcome_prompts=["LVEF_REDUCED"],
+        **SMALL,
+    )
+    normalizer = AgeNormalizer(50.0, 20.0)
+    liked = generate_like(model, vocabulary, normalizer, cohort, max_new_tokens=12, seed=4)
+    direct = generate_patients(
+        model,
+        vocabulary,
+        normalizer,
+        [p.age for p in cohort],
+        [p.sex for p in cohort],
+        outcomes=prompt_labels(model, cohort),
+        max_new_tokens=12,
+        seed=4,
+    )
+    assert [p.codes for p in liked] == [p.codes for p in direct]
+    assert [(p.age, p.sex) for p in liked] == [(p.age, p.sex) for p in cohort]
+    assert liked.outcomes["LVEF_REDUCED"].tolist() == [i % 2 for i in range(8)]
+    plain = build_model(vocabulary, get_preset("tiny"), **SMALL)
+    assert generate_like(plain, vocabulary, normalizer, cohort, max_new_tokens=8).outcomes is None
 
 
 def marker_share(cohort: Cohort, code: str) -> float:

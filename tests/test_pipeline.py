@@ -32,6 +32,9 @@ def test_pipeline_trains_generates_and_writes_a_report(tmp_path, capsys):
     test = run.split(load_mimic(tmp_path / "cohort"), "test")
     wanted = test.outcomes.set_index("SUBJECT_ID").loc[[p.subject_id for p in test]]
     assert synthetic.outcomes["LVEF_REDUCED"].tolist() == wanted["LVEF_REDUCED"].tolist()
+    # visit gaps drawn from the training split's: admissions of a patient on different days
+    assert run.visit_gaps() is not None and run.visit_gaps().size > 0
+    assert any(len({visit.admit_time for visit in p.visits}) > 1 for p in synthetic)
     epochs = run.log("epochs")
     assert "sampled_unique_codes" in epochs.columns  # the pipeline trains with the sample check
     assert (tmp_path / "out" / "report" / "figures").is_dir()

@@ -264,6 +264,7 @@ def test_run_folder_and_log_contents(tmp_path):
         "normalizer.json",
         "splits.json",
         "train_demographics.csv",
+        "train_visit_gaps.csv",
     ):
         assert (run / name).is_file(), name
     assert (run / "model" / "config.json").is_file()
