@@ -630,3 +630,38 @@ def test_evaluate_with_run_reports_likelihood_metrics(tiny_run, tmp_path, capsys
     assert "| perplexity |" in markdown and "| unigram_perplexity |" in markdown
     assert "at most 12 patients per side" in markdown
     assert "mia_likelihood_auc" in stdout and "perplexity" in stdout
+
+
+def test_a_floor_goal_missed_within_the_noise_is_not_a_fail() -> None:
+    from course_lib.evaluation.report_format import NOISE_SE, miss_within_noise, report_json
+
+    z = 1.6448536269514722  # the 90% intervals' half-width in standard errors
+    metrics = {"unigram_r2": 0.50, "unigram_r2_floor": 0.58, "js_divergence": 0.30}
+    metrics["js_divergence_floor"] = 0.20
+    # unigram: goal 0.95 x 0.58 = 0.551, missed by 0.051; standard errors 0.03 and 0.05
+    # give sqrt(0.03^2 + (0.95 x 0.05)^2) = 0.0562, so 2 SE = 0.112 covers the miss
+    intervals = {
+        "unigram_r2": (0.50 - 0.03 * z, 0.50 + 0.03 * z),
+        "unigram_r2_floor": (0.58 - 0.05 * z, 0.58 + 0.05 * z),
+        # js: goal 1.15 x 0.2 = 0.23, missed by 0.07 with SEs 0.01 and 0.01: 2 SE = 0.0305
+        "js_divergence": (0.30 - 0.01 * z, 0.30 + 0.01 * z),
+        "js_divergence_floor": (0.20 - 0.01 * z, 0.20 + 0.01 * z),
+    }
+    evaluation = Evaluation(metrics, intervals=intervals)
+    assert NOISE_SE == 2.0
+    assert miss_within_noise("unigram_r2", evaluation) is True
+    assert miss_within_noise("js_divergence", evaluation) is False
+    rows = {
+        line.split()[0]: line.split()
+        for line in format_report_table(evaluation).splitlines()
+        if line.strip()
+    }
+    assert rows["unigram_r2"][-2:] == ["within", "noise"]
+    assert rows["js_divergence"][-1] == "FAIL"
+    goals = json.loads(report_json(evaluation, [], []))["goals"]
+    assert goals["unigram_r2"]["met"] is False and goals["unigram_r2"]["within_noise"] is True
+    assert goals["js_divergence"]["within_noise"] is False
+    # a met goal, an absolute goal, or a value without intervals is never "within noise"
+    assert miss_within_noise("unigram_r2", Evaluation({**metrics, "unigram_r2": 0.6})) is None
+    assert miss_within_noise("unigram_r2", Evaluation(metrics)) is None
+    assert miss_within_noise("sex_violation_rate", Evaluation({"sex_violation_rate": 0.9})) is None

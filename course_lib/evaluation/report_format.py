@@ -9,8 +9,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 from course_lib.evaluation.suite import PRIVACY_KEYS, SEQUENCE_KEYS, UTILITY_KEYS
+from course_lib.evaluation.uncertainty import LEVEL
 
 # The issue's headline metrics, in report order.
 # Headline keys that need the trained model: the likelihood ones (evaluate --run, pipeline)
@@ -141,39 +143,48 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 @dataclass(frozen=True)
 class Goal:
     """A target from the course's issue: ``met(value, floor)`` is None when it cannot be
-    judged (a NaN value, or a relative goal without a floor)."""
+    judged (a NaN value, or a relative goal without a floor). A goal against the floor is
+    linear, ``sign * (value - (scale * floor + offset)) >= 0``; ``relative`` holds
+    ``(sign, scale, offset)`` so a miss can be set against the noise of both numbers."""
 
     text: str
     met: Callable[[float, float], bool | None]
+    relative: tuple[float, float, float] | None = None
 
 
-def _absolute(test: Callable[[float], bool]) -> Callable[[float, float], bool | None]:
-    return lambda value, floor: None if math.isnan(value) else bool(test(value))
+def _absolute(text: str, test: Callable[[float], bool]) -> Goal:
+    return Goal(text, lambda value, floor: None if math.isnan(value) else bool(test(value)))
 
 
-def _relative(test: Callable[[float, float], bool]) -> Callable[[float, float], bool | None]:
+def _against_floor(text: str, sign: float, scale: float, offset: float = 0.0) -> Goal:
     """A goal stated against the real-vs-real floor: not judged without a floor."""
-    return lambda value, floor: (
-        None if math.isnan(value) or math.isnan(floor) else bool(test(value, floor))
-    )
+
+    def met(value: float, floor: float) -> bool | None:
+        if math.isnan(value) or math.isnan(floor):
+            return None
+        return bool(sign * (value - (scale * floor + offset)) >= 0)
+
+    return Goal(text, met, (sign, scale, offset))
 
 
 # Issue 11's targets for a converged model, each against the floor where one exists (a goal
 # that a second real sample would fail is no goal); validity goals are absolute because
 # real patients break no rule (floor 0).
 GOALS: dict[str, Goal] = {
-    "detection_auc": Goal("<= floor + 0.1", _relative(lambda v, f: v <= f + 0.1)),
-    "js_divergence": Goal("<= 1.15x floor", _relative(lambda v, f: v <= 1.15 * f)),
-    "unigram_r2": Goal(">= 0.95x floor", _relative(lambda v, f: v >= 0.95 * f)),
-    "top100_overlap": Goal(">= 0.9x floor", _relative(lambda v, f: v >= 0.9 * f)),
-    "coverage": Goal(">= 0.9x floor", _relative(lambda v, f: v >= 0.9 * f)),
-    "age_violation_rate": Goal("<= 1%", _absolute(lambda value: value <= 0.01)),
-    "sex_violation_rate": Goal("<= 0.5%", _absolute(lambda value: value <= 0.005)),
-    "duplicate_rate": Goal("0%", _absolute(lambda value: value == 0.0)),
+    "detection_auc": _against_floor("<= floor + 0.1", -1.0, 1.0, 0.1),
+    "js_divergence": _against_floor("<= 1.15x floor", -1.0, 1.15),
+    "unigram_r2": _against_floor(">= 0.95x floor", 1.0, 0.95),
+    "top100_overlap": _against_floor(">= 0.9x floor", 1.0, 0.9),
+    "coverage": _against_floor(">= 0.9x floor", 1.0, 0.9),
+    "age_violation_rate": _absolute("<= 1%", lambda value: value <= 0.01),
+    "sex_violation_rate": _absolute("<= 0.5%", lambda value: value <= 0.005),
+    "duplicate_rate": _absolute("0%", lambda value: value == 0.0),
 }
 for _sex in ("female", "male"):  # the same ages, every patient made one sex (issue 11)
     GOALS[f"age_violation_rate_all_{_sex}"] = GOALS["age_violation_rate"]
     GOALS[f"sex_violation_rate_all_{_sex}"] = GOALS["sex_violation_rate"]
+
+NOISE_SE = 2.0  # a miss within this many standard errors of the difference is not a FAIL
 
 
 def floor_meets_goal(key: str, evaluation: Mapping[str, float]) -> bool | None:
@@ -191,6 +202,40 @@ def goal_results(evaluation: Mapping[str, float]) -> dict[str, bool | None]:
         for key, goal in GOALS.items()
         if key in evaluation
     }
+
+
+def _standard_error(evaluation: Mapping[str, float], key: str) -> float:
+    """The bootstrap interval's half-width in standard errors (NaN without an interval)."""
+    interval = getattr(evaluation, "intervals", {}).get(key)
+    if interval is None:
+        return math.nan
+    return (float(interval[1]) - float(interval[0])) / (2 * NormalDist().inv_cdf(0.5 + LEVEL / 2))
+
+
+def miss_within_noise(key: str, evaluation: Mapping[str, float]) -> bool | None:
+    """For a goal against the floor that the value misses: is the miss within ``NOISE_SE``
+    standard errors of ``value - (scale * floor + offset)``?
+
+    The value and the floor are each one draw of a few hundred patients (200 in the main
+    job), and a second real sample of that size can miss the floor's own goal by as much
+    (``benchmarks/floor_noise.py`` measures how much). Such a miss says nothing about the
+    generator, so it is shown as "within noise", not as a FAIL. The standard errors come
+    from the bootstrap intervals. None when the goal is met, absolute, or lacks an interval.
+    """
+    goal = GOALS.get(key)
+    value = float(evaluation.get(key, math.nan))
+    floor = float(evaluation.get(f"{key}_floor", math.nan))
+    if goal is None or goal.relative is None or goal.met(value, floor) is not False:
+        return None
+    sign, scale, _ = goal.relative
+    se = math.hypot(
+        _standard_error(evaluation, key), scale * _standard_error(evaluation, f"{key}_floor")
+    )
+    if math.isnan(se):
+        return None
+    offset = goal.relative[2]
+    shortfall = -sign * (value - (scale * floor + offset))
+    return bool(shortfall <= NOISE_SE * se)
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -212,13 +257,16 @@ def _ratio(value: float, floor: float) -> float:
     return value / floor
 
 
-def _status(met: bool | None, floor_met: bool | None = None) -> str:
-    """pass/FAIL; a goal the floor itself misses is reported, never failed."""
+def _status(met: bool | None, floor_met: bool | None = None, noise: bool | None = None) -> str:
+    """pass/FAIL; a goal the floor itself misses is reported, never failed; a miss of a
+    floor goal within the noise of the two samples is "within noise" (:func:`miss_within_noise`)."""
     if met is None:
         return "n/a"
     if floor_met is False:
         return "(floor misses it too)" if not met else "pass"
-    return "pass" if met else "FAIL"
+    if met:
+        return "pass"
+    return "within noise" if noise else "FAIL"
 
 
 def _interval(evaluation: Mapping[str, float], key: str) -> str:
@@ -248,7 +296,13 @@ def _rows(evaluation: Mapping[str, float], keys: Sequence[str]) -> list[list[str
                 _number(floor),
                 _number(_ratio(value, floor)),
                 goal.text if goal else "",
-                _status(results[key], floor_meets_goal(key, evaluation)) if goal else "",
+                _status(
+                    results[key],
+                    floor_meets_goal(key, evaluation),
+                    miss_within_noise(key, evaluation),
+                )
+                if goal
+                else "",
             ]
         )
     return rows
@@ -353,6 +407,7 @@ def report_json(
             "goal": GOALS[key].text,
             "met": met,
             "floor_met": floor_meets_goal(key, evaluation),
+            "within_noise": miss_within_noise(key, evaluation),
         }
         for key, met in goal_results(evaluation).items()
     }
