@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
 from course_lib.cohort import Cohort, Patient, Visit
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
 from course_lib.evaluation.likelihood import (
+    end_of_record_by_visit,
     end_of_record_probabilities,
     patient_log_likelihoods,
     perplexity,
@@ -17,7 +19,7 @@ from course_lib.evaluation.likelihood import (
 )
 from course_lib.model import build_model
 from course_lib.presets import get_preset
-from course_lib.tokens import EOS_ID, VISIT_END_ID, Vocabulary
+from course_lib.tokens import EOS_ID, VISIT_END_ID, VISIT_START_ID, Vocabulary
 
 CODES = ["4019", "4280", "25000", "5849", "2724", "41401"]
 
@@ -96,11 +98,12 @@ def test_end_of_record_rows_follow_the_real_visits(tiny):
     table = end_of_record_probabilities(
         model, vocab, normalizer, cohort, max_length=32, batch_size=2
     )
-    assert list(table.columns) == ["SUBJECT_ID", "visit", "p_end", "ended"]
+    assert list(table.columns) == ["SUBJECT_ID", "visit", "p_end", "p_visit", "ended"]
     assert table["SUBJECT_ID"].tolist() == [7, 7, 7, 8, 9, 9]
     assert table["visit"].tolist() == [1, 2, 3, 1, 1, 2]
     assert table["ended"].tolist() == [0, 0, 1, 1, 0, 1]
     assert table["p_end"].between(0.0, 1.0).all()
+    assert (table["p_end"] + table["p_visit"]).le(1.0 + 1e-6).all()
     # the same probability as a softmax over the logits at the position after each </visit>
     dataset = PatientDataset(Cohort([cohort.patients[0]]), vocab, normalizer, 32)
     batch = PatientCollator(objective="generate")([dataset[0]])
@@ -112,8 +115,11 @@ def test_end_of_record_rows_follow_the_real_visits(tiny):
             }
         ).logits[0]
     positions = batch["decoder_input_ids"][0].eq(VISIT_END_ID).nonzero().flatten()
-    direct = torch.softmax(logits[positions], dim=-1)[:, EOS_ID].numpy()
-    assert table["p_end"].iloc[:3].to_numpy() == pytest.approx(direct, abs=1e-5)
+    direct = torch.softmax(logits[positions], dim=-1)
+    assert table["p_end"].iloc[:3].to_numpy() == pytest.approx(direct[:, EOS_ID].numpy(), abs=1e-5)
+    assert table["p_visit"].iloc[:3].to_numpy() == pytest.approx(
+        direct[:, VISIT_START_ID].numpy(), abs=1e-5
+    )
 
 
 def test_end_of_record_ended_is_0_for_a_record_cut_by_max_length(tiny):
@@ -128,3 +134,25 @@ def test_end_of_record_probabilities_need_patients(tiny):
     model, vocab, normalizer, _ = tiny
     with pytest.raises(ValueError, match="end-of-record probabilities need a non-empty cohort"):
         end_of_record_probabilities(model, vocab, normalizer, Cohort([]))
+
+
+def test_end_of_record_by_visit_pools_late_visits_and_gives_standard_errors():
+    table = pd.DataFrame(
+        {
+            "SUBJECT_ID": [1, 2, 2, 3, 3, 3],
+            "visit": [1, 1, 2, 1, 2, 3],
+            "p_end": [0.6, 0.2, 0.4, 0.2, 0.3, 0.5],
+            "p_visit": [0.2, 0.6, 0.4, 0.2, 0.3, 0.5],
+            "ended": [1, 0, 1, 0, 0, 1],
+        }
+    )
+    summary = end_of_record_by_visit(table, last=2)
+    assert list(summary.index) == ["1", "2+"]
+    assert summary["n"].tolist() == [3, 3]
+    assert summary["real"].tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert summary["real_se"].tolist() == pytest.approx([math.sqrt(2 / 27)] * 2)
+    assert summary["p_end"].tolist() == pytest.approx([1 / 3, 0.4])
+    assert summary["p_sampler"].tolist() == pytest.approx([(0.75 + 0.25 + 0.5) / 3, 0.5])
+    assert summary.loc["2+", "p_sampler_se"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="empty table"):
+        end_of_record_by_visit(table.iloc[:0])

@@ -40,7 +40,7 @@ from course_lib.cohort import Cohort
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
 from course_lib.model import PromptBart
 from course_lib.outcome_prompts import model_outcome_classes
-from course_lib.tokens import EOS_ID, VISIT_END_ID, Vocabulary
+from course_lib.tokens import EOS_ID, VISIT_END_ID, VISIT_START_ID, Vocabulary
 
 IGNORE_INDEX = -100
 
@@ -138,11 +138,13 @@ def end_of_record_probabilities(
     """One row per visit boundary of each patient (the position right after a ``</visit>``).
 
     Columns: ``SUBJECT_ID``, ``visit`` (1-based index of the visit just closed), ``p_end``
-    (the model's teacher-forced probability of ``</patient>`` there) and ``ended`` (1 when the
-    real record ends after that visit, else 0). Comparing the mean ``p_end`` after visit k with
-    the mean ``ended`` shows whether the model stops records as often as real ones stop. A
-    record cut at ``max_length`` (the run's) ends early only in the encoding: its last kept
-    visit has ``ended`` 0, since the real record goes on.
+    (the model's teacher-forced probability of ``</patient>`` there), ``p_visit`` (that of
+    ``<visit>``, the only other token the generation grammar allows there, so a sampler ends
+    the record with ``p_end / (p_end + p_visit)``) and ``ended`` (1 when the real record ends
+    after that visit, else 0). Comparing the mean ``p_end`` after visit k with the mean
+    ``ended`` shows whether the model stops records as often as real ones stop. A record cut
+    at ``max_length`` (the run's) ends early only in the encoding: its last kept visit has
+    ``ended`` 0, since the real record goes on.
     """
     classes = model_outcome_classes(model.config)
     dataset = _dataset(
@@ -157,7 +159,7 @@ def end_of_record_probabilities(
             closes = decoder_ids.eq(VISIT_END_ID)
             visit = closes.cumsum(dim=1)  # visits closed so far, at each position
             row, column = closes.nonzero(as_tuple=True)
-            p_end = _log_probs(model, batch, device)[..., EOS_ID].exp().cpu()
+            probs = _log_probs(model, batch, device)[..., [EOS_ID, VISIT_START_ID]].exp().cpu()
             patients = first + row.numpy()
             visit_index = visit[row, column].numpy()
             rows.append(
@@ -165,13 +167,43 @@ def end_of_record_probabilities(
                     {
                         "SUBJECT_ID": np.asarray(dataset.subject_ids)[patients],
                         "visit": visit_index,
-                        "p_end": p_end[row, column].numpy().astype(float),
+                        "p_end": probs[row, column, 0].numpy().astype(float),
+                        "p_visit": probs[row, column, 1].numpy().astype(float),
                         "ended": (visit_index == np.asarray(real_visits)[patients]).astype(int),
                     }
                 )
             )
             first += len(decoder_ids)
     return pd.concat(rows, ignore_index=True)
+
+
+def end_of_record_by_visit(table: pd.DataFrame, last: int = 4) -> pd.DataFrame:
+    """Per visit index (``last`` pools visits ``last`` and later) of an
+    :func:`end_of_record_probabilities` table: ``n`` boundaries, ``p_end`` and ``p_sampler``
+    (``p_end / (p_end + p_visit)``, the end probability under the generation grammar) with
+    their standard errors, and the real end rate ``real`` with its binomial standard error."""
+    if len(table) == 0:
+        raise ValueError("end_of_record_by_visit needs at least one visit boundary (empty table)")
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    rows = table.assign(
+        p_sampler=table["p_end"] / (table["p_end"] + table["p_visit"]),
+        visit=table["visit"].clip(upper=last),
+    )
+    grouped = rows.groupby("visit")
+    summary = grouped.agg(
+        n=("ended", "size"),
+        p_end=("p_end", "mean"),
+        p_sampler=("p_sampler", "mean"),
+        real=("ended", "mean"),
+    )
+    n = summary["n"]
+    for column in ("p_end", "p_sampler"):
+        summary[f"{column}_se"] = grouped[column].std(ddof=1).fillna(0.0) / np.sqrt(n)
+    summary["real_se"] = np.sqrt(summary["real"] * (1 - summary["real"]) / n)
+    summary.index = [f"{k}+" if k == last else str(k) for k in summary.index]
+    summary.index.name = "visit"
+    return summary
 
 
 def perplexity(log_likelihoods: pd.DataFrame) -> float:
