@@ -152,6 +152,7 @@ def test_end_of_record_by_visit_pools_late_visits_and_gives_standard_errors():
     assert summary["real"].tolist() == pytest.approx([1 / 3, 2 / 3])
     assert summary["real_se"].tolist() == pytest.approx([math.sqrt(2 / 27)] * 2)
     assert summary["p_end"].tolist() == pytest.approx([1 / 3, 0.4])
+    assert summary["p_visit"].tolist() == pytest.approx([1 / 3, 0.4])
     assert summary["p_sampler"].tolist() == pytest.approx([(0.75 + 0.25 + 0.5) / 3, 0.5])
     assert summary.loc["2+", "p_sampler_se"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="empty table"):

@@ -179,7 +179,7 @@ def end_of_record_probabilities(
 
 def end_of_record_by_visit(table: pd.DataFrame, last: int = 4) -> pd.DataFrame:
     """Per visit index (``last`` pools visits ``last`` and later) of an
-    :func:`end_of_record_probabilities` table: ``n`` boundaries, ``p_end`` and ``p_sampler``
+    :func:`end_of_record_probabilities` table: ``n`` boundaries, mean ``p_end``, ``p_visit`` and ``p_sampler``
     (``p_end / (p_end + p_visit)``, the end probability under the generation grammar) with
     their standard errors, and the real end rate ``real`` with its binomial standard error."""
     if len(table) == 0:
@@ -194,6 +194,7 @@ def end_of_record_by_visit(table: pd.DataFrame, last: int = 4) -> pd.DataFrame:
     summary = grouped.agg(
         n=("ended", "size"),
         p_end=("p_end", "mean"),
+        p_visit=("p_visit", "mean"),
         p_sampler=("p_sampler", "mean"),
         real=("ended", "mean"),
     )
