@@ -574,8 +574,6 @@ def visits_per_patient(patients) -> tuple[float, float]:
 visits = {name: visits_per_patient(run.generated()) for name, run in order_runs.items()}
 visits["real (test split)"] = visits_per_patient(order_test)
 visits["real (training split)"] = visits_per_patient(order_train)
-for name, (mean, se) in visits.items():
-    print(f"{name}: {mean:.2f} visits per patient (se {se:.2f})")
 glue("eor_visits_random", visits["random batches"][0])
 glue("eor_visits_grouped", visits["length-grouped batches"][0])
 glue("eor_visits_real_test", visits["real (test split)"][0])
@@ -586,6 +584,8 @@ check_below(
     visits["random batches"][0],
     noise=float(np.hypot(visits["length-grouped batches"][1], visits["random batches"][1])),
 )
+for name, (mean, se) in visits.items():
+    print(f"{name}: {mean:.2f} visits per patient (se {se:.2f})")
 
 # %% [markdown]
 # The length-grouped model writes {glue:text}`eor_visits_grouped:.2f` visits per patient,
