@@ -338,6 +338,9 @@ _FAILURE = {
     "log_every": 2,
 }
 _GENERATOR = {"max_steps": 150, "sample_every_epoch": 0}
+# Lessons 08 and 10: one generated patient per test patient, so lesson 10 can count the visits
+# the generator writes with random batches and with length-grouped ones (grouped_batches).
+_GENERATOR_SAMPLE = GenerationSpec(split="test")
 
 
 def _lesson07(
@@ -444,7 +447,16 @@ RECIPES: dict[str, Recipe] = _register(
         extra_losses=["cooc", "validity"],
     ),
     # Lessons 08 and 09: the course's default recipe (aux weights 0.001/0.001), one generator.
-    Recipe("generator", "08_generating_patients", "tiny", _GENERATOR),
+    Recipe("generator", "08_generating_patients", "tiny", _GENERATOR, generation=_GENERATOR_SAMPLE),
+    # Lesson 10: the same generator trained on length-grouped batches (the old default), whose
+    # records end too early; same cohort, split, steps and seed as "generator".
+    Recipe(
+        "grouped_batches",
+        "10_diagnosing_failures",
+        "tiny",
+        {**_GENERATOR, "group_by_length": True},
+        generation=_GENERATOR_SAMPLE,
+    ),
     # Lesson 09: the same generator with the outcome as one more prompt (utility without an oracle).
     Recipe(
         "outcome_generator",

@@ -20,7 +20,8 @@
 # **Objectives.** After this lesson you can reproduce the two failures of the original
 # project's notes, a sex loss that vanishes from the total and a {term}`mode collapse` under a
 # co-occurrence loss; catch both from the training logs, with alarms, before anyone reads a
-# generated record; and apply the remedies the notes list and measure them, before and after.
+# generated record; apply the remedies the notes list and measure them, before and after; and
+# trace records that end too early to the order of the training batches.
 #
 # **Prerequisites.** {doc}`07_balancing_losses`; the lessons on generation and evaluation.
 #
@@ -538,6 +539,209 @@ glue(
 # invalid codes whatever its losses. In both failures the total loss keeps falling: the share
 # of each term and the diversity metrics are what catch them.
 #
+# ## Records that end too early: the batch order
+#
+# The third failure is quieter: the generator simply writes too few visits. Until recently
+# the trainer grouped its batches by length (windows of {glue:text}`eor_group_batches`
+# batches sorted by record length, which saves padding). Two runs of
+# lesson 08's generator recipe show what that did: the same cohort, split, steps and seed,
+# one with random batches (`generator`, the default now) and one with length-grouped batches
+# (`grouped_batches`, `TrainConfig.group_by_length=True`). Each stored one generated patient
+# per test patient.
+
+# %%
+from course_lib.dataset import ResumableBatches
+from course_lib.evaluation.likelihood import end_of_record_by_visit, end_of_record_probabilities
+
+glue("eor_group_batches", ResumableBatches.GROUP_BATCHES)
+
+order_runs = {
+    "random batches": ctx.train_or_load("generator"),
+    "length-grouped batches": ctx.train_or_load("grouped_batches"),
+}
+random_run = order_runs["random batches"]
+order_test = random_run.run.split(cohort, "test")
+order_train = random_run.run.split(cohort, "train")
+glue("eor_n_train", len(order_train))
+
+
+def visits_per_patient(patients) -> tuple[float, float]:
+    """Mean visits per patient and its standard error."""
+    counts = np.array([len(p.visits) for p in patients], dtype=float)
+    return float(counts.mean()), float(counts.std(ddof=1) / np.sqrt(len(counts)))
+
+
+visits = {name: visits_per_patient(run.generated()) for name, run in order_runs.items()}
+visits["real (test split)"] = visits_per_patient(order_test)
+visits["real (training split)"] = visits_per_patient(order_train)
+glue("eor_visits_random", visits["random batches"][0])
+glue("eor_visits_grouped", visits["length-grouped batches"][0])
+glue("eor_visits_real_test", visits["real (test split)"][0])
+glue("eor_visits_real_train", visits["real (training split)"][0])
+check_below(
+    "length-grouped batches write fewer visits per patient than random batches",
+    visits["length-grouped batches"][0],
+    visits["random batches"][0],
+    noise=float(np.hypot(visits["length-grouped batches"][1], visits["random batches"][1])),
+)
+for name, (mean, se) in visits.items():
+    print(f"{name}: {mean:.2f} visits per patient (se {se:.2f})")
+
+# %% [markdown]
+# The length-grouped model writes {glue:text}`eor_visits_grouped:.2f` visits per patient,
+# the random-batch one {glue:text}`eor_visits_random:.2f`; the real patients of the test split
+# have {glue:text}`eor_visits_real_test:.2f` (the training split
+# {glue:text}`eor_visits_real_train:.2f`: a few very long records make the mean noisy).
+#
+# To see where the records end, read the model rather than its samples. Under teacher forcing
+# (the real record as the decoder's input, as in training), the position right after each
+# `</visit>` is where the model decides between `</patient>` and another `<visit>`;
+# `end_of_record_probabilities` returns, for every such boundary, the model's probability of
+# `</patient>` (`p_end`), of `<visit>` (`p_visit`) and whether the real record ends there.
+# The generation grammar of lesson 08 allows only those two tokens after a visit, so the
+# sampler ends the record with `p_end / (p_end + p_visit)`. We read the training split: the
+# rate the model should have learned is that of the records it trained on, and its
+# {glue:text}`eor_n_train:,` patients give tight error bars.
+
+# %%
+by_visit = {}
+for name, run in order_runs.items():
+    boundaries = end_of_record_probabilities(
+        run.model,
+        run.vocabulary,
+        run.normalizer,
+        run.run.split(cohort, "train"),
+        max_length=run.config.max_length,
+    )
+    by_visit[name] = end_of_record_by_visit(boundaries, last=4)
+real_by_visit = by_visit["random batches"][["n", "real", "real_se"]]
+columns = ["p_end", "p_visit", "p_sampler", "p_sampler_se"]
+pd.concat(
+    {"real": real_by_visit} | {name: table[columns] for name, table in by_visit.items()}, axis=1
+).round(3)
+
+# %% tags=["remove-input"]
+fig, ax = plt.subplots(figsize=(6.5, 3.4))
+labels = list(real_by_visit.index)
+x = np.arange(len(labels))
+ax.errorbar(
+    x - 0.15,
+    real_by_visit["real"],
+    yerr=real_by_visit["real_se"],
+    fmt="ks",
+    capsize=3,
+    label="real records end here",
+)
+for shift, (name, table) in zip((0.0, 0.15), by_visit.items(), strict=True):
+    ax.errorbar(
+        x + shift,
+        table["p_sampler"],
+        yerr=table["p_sampler_se"],
+        fmt="o",
+        capsize=3,
+        label=f"{name}: p(end) when sampling",
+    )
+ax.set_xticks(x, labels)
+ax.set_xlabel("after visit")
+ax.set_ylabel("probability the record ends")
+ax.set_ylim(0, 1)
+ax.legend(fontsize=8, loc="lower left")
+ax.set_title("Where records end: the two models vs the training records (± 1 se)", fontsize=10)
+fig.tight_layout()
+plt.show()
+
+# %%
+first = "1"
+real_first, real_first_se = (float(real_by_visit.loc[first, c]) for c in ("real", "real_se"))
+grouped_first = by_visit["length-grouped batches"].loc[first]
+random_first = by_visit["random batches"].loc[first]
+glue("eor_real_first", real_first)
+glue("eor_grouped_first", float(grouped_first["p_sampler"]))
+glue("eor_random_first", float(random_first["p_sampler"]))
+glue("eor_grouped_raw_first", float(grouped_first["p_end"]))
+glue("eor_random_raw_first", float(random_first["p_end"]))
+glue("eor_grouped_visit_first", float(grouped_first["p_visit"]))
+glue("eor_random_visit_first", float(random_first["p_visit"]))
+glue("eor_real_late", float(real_by_visit["real"].iloc[-1]))
+glue("eor_late_label", labels[-1])
+glue("eor_grouped_forbidden", float(1 - grouped_first["p_end"] - grouped_first["p_visit"]))
+best_val = {name: float(run.epochs["val_lm"].min()) for name, run in order_runs.items()}
+glue("eor_val_random", best_val["random batches"])
+glue("eor_val_grouped", best_val["length-grouped batches"])
+print("best validation LM loss: " + ", ".join(f"{k} {v:.3f}" for k, v in best_val.items()))
+check_above(
+    "after the first visit, the length-grouped model ends records more often than real ones end",
+    float(grouped_first["p_sampler"]),
+    real_first,
+    noise=float(np.hypot(grouped_first["p_sampler_se"], real_first_se)),
+)
+check_below(
+    "random batches bring that end rate closer to the real one (distance to the real rate)",
+    abs(float(random_first["p_sampler"]) - real_first),
+    abs(float(grouped_first["p_sampler"]) - real_first),
+    noise=float(np.hypot(grouped_first["p_sampler_se"], random_first["p_sampler_se"])),
+)
+real_fall = real_first - float(real_by_visit["real"].iloc[-1])
+for name, table in by_visit.items():
+    check_below(
+        f"{name}: the end rate falls less from visit 1 to {labels[-1]} than the real rate does",
+        float(table["p_sampler"].iloc[0] - table["p_sampler"].iloc[-1]),
+        real_fall,
+        noise=float(np.hypot(real_first_se, real_by_visit["real_se"].iloc[-1])),
+    )
+
+# %% [markdown]
+# After the first visit, {glue:text}`eor_real_first:.0%` of the training records end. The
+# length-grouped model, sampling under the grammar, ends {glue:text}`eor_grouped_first:.0%` of
+# them there, the random-batch model {glue:text}`eor_random_first:.0%`. The raw probabilities
+# tell how: `</patient>` gets {glue:text}`eor_grouped_raw_first:.2f` from the length-grouped
+# model and {glue:text}`eor_random_raw_first:.2f` from the random-batch one, but the
+# length-grouped model gives `<visit>` only {glue:text}`eor_grouped_visit_first:.2f` (random
+# batches: {glue:text}`eor_random_visit_first:.2f`) and puts
+# {glue:text}`eor_grouped_forbidden:.2f` on tokens the grammar forbids after a visit; the
+# sampler, choosing between the two allowed tokens, mostly ends. Neither model has learned in
+# this short run that a long record is less likely to end (after visit
+# {glue:text}`eor_late_label`, {glue:text}`eor_real_late:.0%` of real records end): their end
+# rates barely move with the visit index. The length-grouped model's best validation LM loss
+# is also worse, {glue:text}`eor_val_grouped:.3f` against {glue:text}`eor_val_random:.3f`
+# (one run each).
+
+# %% [markdown]
+# Why does the batch order matter? Every logged step of `logs/train.jsonl`
+# holds the gradient norm before clipping:
+
+# %%
+grad_clip = glue("eor_grad_clip", float(random_run.config.grad_clip))
+for name, run in order_runs.items():
+    norms = run.steps["grad_norm"].dropna()
+    key = "grouped" if name.startswith("length") else "random"
+    glue(f"eor_clipped_{key}", int(norms.gt(grad_clip).sum()))
+    glue(f"eor_logged_{key}", len(norms))
+    glue(f"eor_max_norm_{key}", float(norms.max()))
+    print(
+        f"{name}: {int(norms.gt(grad_clip).sum())} of {len(norms)} logged steps clipped "
+        f"(norm above {grad_clip:g}); norms {norms.min():.2f} to {norms.max():.2f}"
+    )
+
+# %% [markdown]
+# **Why.** A length-grouped batch holds one kind of record: a batch of one-visit patients ends
+# every record after its first visit, a batch of long ones almost never does. Successive
+# batches pull the end-of-record logit in opposite directions, and gradient clipping (max norm
+# {glue:text}`eor_grad_clip:g`) caps the large gradients of the long-record batches that would
+# pull it back, so the many short-record batches win. In the length-grouped run
+# {glue:text}`eor_clipped_grouped` of {glue:text}`eor_logged_grouped` logged steps were clipped
+# (norms up to {glue:text}`eor_max_norm_grouped:.1f`), against
+# {glue:text}`eor_clipped_random` of {glue:text}`eor_logged_random` with random batches (up to
+# {glue:text}`eor_max_norm_random:.1f`). Both runs balance each batch's loss by its token count
+# (`balance_by_tokens`, always on in the trainer), so that balancing alone does not fix it:
+# the batches still disagree.
+#
+# **Remedy.** Random batches mix short and long records in every batch, so each step sees the
+# real end rate. They are the default (`TrainConfig.group_by_length=False`); the
+# `--group-by-length` flag brings the old order back, for speed on very uneven records, at this
+# cost. A generator whose records are too short is worth this diagnosis before any loss is
+# changed: compare the sampler's end probability after each visit with the real end rate.
+#
 # ## Summary
 #
 # - Log every term's raw value, weight and share at every step, and sample a few patients at
@@ -550,6 +754,9 @@ glue(
 #   diversity loss) and watch the diversity metrics against the real-vs-real floor.
 # - Validity comes from the validity loss or from rules at generation time, not from a sex
 #   head; neither repairs diversity.
+# - Records that end too early show in the model itself: its end-of-record probability after
+#   each visit (`end_of_record_probabilities`) against the real end rate. Length-grouped batches
+#   taught it to end after the first visit; random batches (the default) fix it.
 #
 # ## Exercises
 #

@@ -17,6 +17,11 @@ The unigram baseline scores each token by its frequency among the training patie
 tokens (add-one smoothing), ignoring context and prompt: a model must beat it to have learned
 anything about how codes go together.
 
+The same forward pass gives, at each visit boundary (the decoder position right after a
+``</visit>``), the model's probability that the record ends there, ``p(</patient>)``, next to
+whether the real record does (lesson 10: a model trained on length-grouped batches ends records
+too early).
+
 This module imports torch and the model's data pipeline, so it is not imported by
 ``course_lib.evaluation`` itself (the CLI stays light).
 """
@@ -24,6 +29,8 @@ This module imports torch and the model's data pipeline, so it is not imported b
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -33,7 +40,7 @@ from course_lib.cohort import Cohort
 from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
 from course_lib.model import PromptBart
 from course_lib.outcome_prompts import model_outcome_classes
-from course_lib.tokens import Vocabulary
+from course_lib.tokens import EOS_ID, VISIT_END_ID, VISIT_START_ID, Vocabulary
 
 IGNORE_INDEX = -100
 
@@ -44,10 +51,41 @@ def _dataset(
     normalizer: AgeNormalizer,
     max_length: int | None,
     outcome_prompts=(),
+    purpose: str = "patient log-likelihoods",
 ) -> PatientDataset:
     if len(cohort) == 0:
-        raise ValueError("patient log-likelihoods need a non-empty cohort")
+        raise ValueError(f"{purpose} need a non-empty cohort")
     return PatientDataset(cohort, vocabulary, normalizer, max_length or 512, outcome_prompts)
+
+
+@contextmanager
+def _eval_mode(model: PromptBart) -> Iterator[torch.device]:
+    """The model in eval mode (no dropout) for the block, then back as it was; its device."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield next(model.parameters()).device
+    finally:
+        model.train(was_training)
+
+
+def _batches(dataset: PatientDataset, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """The dataset in order, collated as in training (generation objective)."""
+    collate = PatientCollator(objective="generate")
+    for start in range(0, len(dataset), batch_size):
+        yield collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+
+
+def _log_probs(model: PromptBart, batch: dict[str, torch.Tensor], device) -> torch.Tensor:
+    """Teacher-forced log-probabilities [B, T, V] of the decoder's next token."""
+    output = model(
+        input_ids=batch["input_ids"].to(device),
+        attention_mask=batch["attention_mask"].to(device),
+        decoder_input_ids=batch["decoder_input_ids"].to(device),
+        x_num=batch["x_num"].to(device),
+        x_cat=batch["x_cat"].to(device),
+    )
+    return torch.log_softmax(output.logits.float(), dim=-1)
 
 
 @torch.no_grad()
@@ -66,32 +104,16 @@ def patient_log_likelihoods(
     # a model with outcome prompts reads each patient's labels too (cohort.outcomes)
     classes = model_outcome_classes(model.config)
     dataset = _dataset(cohort, vocabulary, normalizer, max_length, classes)
-    collate = PatientCollator(objective="generate")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     totals: list[np.ndarray] = []
     counts: list[np.ndarray] = []
-    try:
-        for start in range(0, len(dataset), batch_size):
-            batch = collate(
-                [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-            )
+    with _eval_mode(model) as device:
+        for batch in _batches(dataset, batch_size):
             labels = batch["labels"].to(device)
-            output = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                decoder_input_ids=batch["decoder_input_ids"].to(device),
-                x_num=batch["x_num"].to(device),
-                x_cat=batch["x_cat"].to(device),
-            )
-            log_probs = torch.log_softmax(output.logits.float(), dim=-1)
+            log_probs = _log_probs(model, batch, device)
             scored = labels.ne(IGNORE_INDEX)
             picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             totals.append((picked * scored).sum(dim=1).cpu().numpy())
             counts.append(scored.sum(dim=1).cpu().numpy())
-    finally:
-        model.train(was_training)
     total, n_tokens = np.concatenate(totals), np.concatenate(counts)
     return pd.DataFrame(
         {
@@ -101,6 +123,88 @@ def patient_log_likelihoods(
             "per_token": total / np.maximum(n_tokens, 1),
         }
     )
+
+
+@torch.no_grad()
+def end_of_record_probabilities(
+    model: PromptBart,
+    vocabulary: Vocabulary,
+    normalizer: AgeNormalizer,
+    cohort: Cohort,
+    *,
+    max_length: int | None = None,
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """One row per visit boundary of each patient (the position right after a ``</visit>``).
+
+    Columns: ``SUBJECT_ID``, ``visit`` (1-based index of the visit just closed), ``p_end``
+    (the model's teacher-forced probability of ``</patient>`` there), ``p_visit`` (that of
+    ``<visit>``, the only other token the generation grammar allows there, so a sampler ends
+    the record with ``p_end / (p_end + p_visit)``) and ``ended`` (1 when the real record ends
+    after that visit, else 0). Comparing the mean ``p_end`` after visit k with the mean
+    ``ended`` shows whether the model stops records as often as real ones stop. A record cut
+    at ``max_length`` (the run's) ends early only in the encoding: its last kept visit has
+    ``ended`` 0, since the real record goes on.
+    """
+    classes = model_outcome_classes(model.config)
+    dataset = _dataset(
+        cohort, vocabulary, normalizer, max_length, classes, "end-of-record probabilities"
+    )
+    real_visits = [len(patient.visits) for patient in cohort]  # dataset order = cohort order
+    rows: list[pd.DataFrame] = []
+    first = 0
+    with _eval_mode(model) as device:
+        for batch in _batches(dataset, batch_size):
+            decoder_ids = batch["decoder_input_ids"]
+            closes = decoder_ids.eq(VISIT_END_ID)
+            visit = closes.cumsum(dim=1)  # visits closed so far, at each position
+            row, column = closes.nonzero(as_tuple=True)
+            probs = _log_probs(model, batch, device)[..., [EOS_ID, VISIT_START_ID]].exp().cpu()
+            patients = first + row.numpy()
+            visit_index = visit[row, column].numpy()
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "SUBJECT_ID": np.asarray(dataset.subject_ids)[patients],
+                        "visit": visit_index,
+                        "p_end": probs[row, column, 0].numpy().astype(float),
+                        "p_visit": probs[row, column, 1].numpy().astype(float),
+                        "ended": (visit_index == np.asarray(real_visits)[patients]).astype(int),
+                    }
+                )
+            )
+            first += len(decoder_ids)
+    return pd.concat(rows, ignore_index=True)
+
+
+def end_of_record_by_visit(table: pd.DataFrame, last: int = 4) -> pd.DataFrame:
+    """Per visit index (``last`` pools visits ``last`` and later) of an
+    :func:`end_of_record_probabilities` table: ``n`` boundaries, mean ``p_end``, ``p_visit`` and ``p_sampler``
+    (``p_end / (p_end + p_visit)``, the end probability under the generation grammar) with
+    their standard errors, and the real end rate ``real`` with its binomial standard error."""
+    if len(table) == 0:
+        raise ValueError("end_of_record_by_visit needs at least one visit boundary (empty table)")
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    rows = table.assign(
+        p_sampler=table["p_end"] / (table["p_end"] + table["p_visit"]),
+        visit=table["visit"].clip(upper=last),
+    )
+    grouped = rows.groupby("visit")
+    summary = grouped.agg(
+        n=("ended", "size"),
+        p_end=("p_end", "mean"),
+        p_visit=("p_visit", "mean"),
+        p_sampler=("p_sampler", "mean"),
+        real=("ended", "mean"),
+    )
+    n = summary["n"]
+    for column in ("p_end", "p_sampler"):
+        summary[f"{column}_se"] = grouped[column].std(ddof=1).fillna(0.0) / np.sqrt(n)
+    summary["real_se"] = np.sqrt(summary["real"] * (1 - summary["real"]) / n)
+    summary.index = [f"{k}+" if k == last else str(k) for k in summary.index]
+    summary.index.name = "visit"
+    return summary
 
 
 def perplexity(log_likelihoods: pd.DataFrame) -> float:
