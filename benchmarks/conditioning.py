@@ -77,7 +77,9 @@ def _validation_lm(model, dataset: PatientDataset, batch_size: int, extra) -> fl
     )
     with torch.no_grad():
         for batch in loader:
-            out = model(**{k: batch[k] for k in MODEL_INPUTS}, extra_losses=extra)
+            out = model(
+                **{k: batch[k] for k in MODEL_INPUTS}, extra_losses=extra, packed_logits=True
+            )
             n = int(batch["labels"].ne(-100).sum())
             total, tokens = total + out.loss_terms["lm"].item() * n, tokens + n
     model.train()
@@ -114,7 +116,11 @@ def train_candidate(candidate: Candidate, splits, vocabulary, normalizer, args) 
     model.train()
     while step < args.steps and time.perf_counter() - started < 60 * args.minutes:
         for batch in loader:
-            out = model(**{k: batch[k] for k in MODEL_INPUTS}, extra_losses=candidate.extra)
+            out = model(
+                **{k: batch[k] for k in MODEL_INPUTS},
+                extra_losses=candidate.extra,
+                packed_logits=True,
+            )
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step(), scheduler.step(), optimizer.zero_grad()

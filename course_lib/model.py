@@ -44,6 +44,7 @@ from course_lib.prompts import (
     GuidanceLogitsProcessor,
     ValidityMasks,
 )
+from course_lib.tokens import MASK_ID, UNK_ID
 
 
 @dataclass
@@ -203,6 +204,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         extra_losses: Sequence[str] = (),
         use_cache: bool | None = None,
         guidance_encoder_hidden: torch.Tensor | None = None,
+        packed_logits: bool = False,
         **kwargs,
     ) -> PromptBartOutput:
         """Shapes: ``input_ids [batch, src]``, ``decoder_input_ids``/``labels [batch, tgt]``,
@@ -214,6 +216,12 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         prompts (never from the loss targets). ``guidance_encoder_hidden`` (set by
         :meth:`generate` for classifier-free guidance) appends one unconditional row per row:
         the logits then have ``2 * batch`` rows, conditional first.
+
+        ``packed_logits=True`` (with ``labels``; the trainer's choice) projects only the scored
+        positions onto the vocabulary: ``logits`` is ``[n_scored, 1, vocab]``, one row per
+        ``labels != -100`` in row-major order, and the loss terms are unchanged. Random batches
+        are mostly padding, so this is the same objective at a fraction of the cost (``cooc``
+        needs each record in order and keeps the full logits).
         """
         if x_num is None or x_cat is None:
             raise ValueError("PromptBart needs x_num [batch, n_num] and x_cat [batch, n_cat]")
@@ -233,7 +241,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         if encoder_outputs is None:
             if input_ids is None:
                 input_ids = torch.full(
-                    (x_num.shape[0], 1), _mask_id(), dtype=torch.long, device=x_num.device
+                    (x_num.shape[0], 1), MASK_ID, dtype=torch.long, device=x_num.device
                 )
             encoder_hidden, attention_mask = self.encode(input_ids, attention_mask, x_num, x_cat)
         else:
@@ -259,7 +267,12 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         hidden = decoder_out.last_hidden_state
         if first_step and self.n_decoder_prompts:
             hidden = hidden[:, self.n_decoder_prompts :]  # drop the prompt positions
-        logits = self.lm_head(hidden)  # [batch, tgt, vocab]
+        packed = packed_logits and labels is not None and "cooc" not in extra_losses
+        if packed:
+            scored = labels.ne(-100)
+            logits = self.lm_head(hidden[scored]).unsqueeze(1)  # [n_scored, 1, vocab]
+        else:
+            logits = self.lm_head(hidden)  # [batch, tgt, vocab]
 
         output = PromptBartOutput(
             logits=logits, cache=decoder_out.cache, encoder_last_hidden_state=encoder_hidden
@@ -294,11 +307,14 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         output.end_hidden = end_hidden  # [batch, d_model]
         output.age_pred = self.age_head(end_hidden).squeeze(-1)
         output.sex_logits = self.sex_head(end_hidden)
-        terms = {
-            "lm": losses.lm_loss(logits, labels),
-            "age": losses.age_loss(output.age_pred, x_num[:, 0].to(logits.dtype)),
-            "sex": losses.sex_loss(output.sex_logits, x_cat[:, 0]),
-        }
+        age = losses.age_loss(output.age_pred, x_num[:, 0].to(logits.dtype))
+        sex = losses.sex_loss(output.sex_logits, x_cat[:, 0])
+        if logits.shape[:2] != labels.shape:  # packed: one row per scored position
+            scored = labels.ne(-100)
+            rows = scored.nonzero()[:, 0]  # each position's patient
+            labels, conditioned = labels[scored].unsqueeze(1), conditioned[rows]
+            x_num, x_cat = x_num[rows], x_cat[rows]
+        terms = {"lm": losses.lm_loss(logits, labels), "age": age, "sex": sex}
         code_mask = self.code_mask(logits.device)
         if "cooc" in extra_losses:
             if self.cooccurrence_counts is None:
@@ -343,7 +359,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             mask[list(self.vocabulary.code_ids)] = True
             return mask.to(device)
         mask = torch.ones(self.config.vocab_size, dtype=torch.bool, device=device)
-        mask[: _first_code_id()] = False
+        mask[: UNK_ID + 1] = False  # the first code id
         return mask
 
     # --- generation ------------------------------------------------------------------
@@ -401,7 +417,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         """The encoder's output for generation (one ``<mask>`` when ``input_ids`` is None)."""
         if input_ids is None:
             input_ids = torch.full(
-                (x_num.shape[0], 1), _mask_id(), dtype=torch.long, device=self.device
+                (x_num.shape[0], 1), MASK_ID, dtype=torch.long, device=self.device
             )
         return self.encode(
             input_ids.to(self.device),
@@ -451,18 +467,6 @@ def shift_right(labels: torch.Tensor, pad_id: int, start_id: int) -> torch.Tenso
     shifted[:, 1:] = labels[:, :-1]
     shifted[:, 0] = start_id
     return shifted.masked_fill(shifted.eq(-100), pad_id)
-
-
-def _mask_id() -> int:
-    from course_lib.tokens import MASK_ID
-
-    return MASK_ID
-
-
-def _first_code_id() -> int:
-    from course_lib.tokens import UNK_ID
-
-    return UNK_ID + 1
 
 
 def build_model(

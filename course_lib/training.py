@@ -16,10 +16,13 @@ The loss terms (:data:`course_lib.losses.LOSS_TERMS`) are combined by a
 :func:`course_lib.losses.diversity_loss`, and a term every strategy can weigh. The strategy's
 learnable parameters are a second AdamW parameter group without weight decay (learning rate
 ``weighting_lr``, default ``lr``); under DDP its gradients and state are averaged across
-processes after each step, so every rank applies the same weights. Batches are grouped by
-length (less padding), so the strategy sees each per-position term as the batch's token sum
-over a fixed count (:func:`course_lib.losses.balance_by_tokens`): every token counts once per
-epoch, and short records are not over-weighted. The log keeps each batch's per-token means.
+processes after each step, so every rank applies the same weights. Batches are drawn at
+random (``group_by_length`` sorts them by length instead: less padding, but a batch of short
+records alone teaches the model to end records early; lesson 10). The model projects only the
+scored positions onto the vocabulary (``packed_logits``), so padding costs little either way.
+Batches hold different numbers of tokens, so the strategy sees each per-position term as the
+batch's token sum over a fixed count (:func:`course_lib.losses.balance_by_tokens`): every token
+counts once per epoch. The log keeps each batch's per-token means.
 
 The run folder's layout is :mod:`course_lib.runs`'; checkpoints and the exact-resume
 guarantee are :mod:`course_lib.checkpoint`'s; settings are :mod:`course_lib.config`'s.
@@ -269,7 +272,7 @@ def _train_step(loop: Loop, micro_batches: Iterator) -> _Step:
     for index in range(group):
         batch = next(micro_batches)
         with nullcontext() if index == group - 1 else accelerator.no_sync(model):
-            output = model(**_model_inputs(batch, device), extra_losses=extra)
+            output = model(**_model_inputs(batch, device), extra_losses=extra, packed_logits=True)
             raw = _loss_terms(loop, output)
             n_tokens = batch["labels"].ne(-100).sum().item()
             balanced = losses.balance_by_tokens(raw, n_tokens, loop.tokens_per_batch)
@@ -418,7 +421,9 @@ def _validate(loop: Loop) -> dict[str, float]:
     )  # + tokens, patients
     for batch in loader:
         inputs = _model_inputs(batch, device)
-        output = loop.unwrapped(**inputs, extra_losses=tuple(config.extra_losses))
+        output = loop.unwrapped(
+            **inputs, extra_losses=tuple(config.extra_losses), packed_logits=True
+        )
         counts = {"token": inputs["labels"].ne(-100).sum(), "patient": inputs["labels"].shape[0]}
         values = _loss_terms(loop, output).values()
         sums[:-2] += torch.stack([v.double() * counts[p] for v, p in zip(values, per, strict=True)])

@@ -212,6 +212,51 @@ def test_validity_term_uses_the_mce_rules_of_each_patient():
         )
 
 
+def test_packed_logits_give_the_same_loss_terms_and_gradients_at_the_scored_positions():
+    """The trainer projects only the scored positions: same terms, same gradients."""
+    from course_lib.dataset import AgeNormalizer
+
+    torch.manual_seed(0)
+    vocabulary = sample_vocabulary()
+    normalizer = AgeNormalizer(50.0, 20.0)
+    model = build_model(
+        vocabulary,
+        get_preset("tiny"),
+        normalizer=normalizer,
+        d_model=32,
+        attention_heads=2,
+        decoder_prompt_add=True,
+        condition_dropout=0.5,  # some rows lose their prompts: validity skips them
+        loss_weights={"age": 0.5, "sex": 0.5, "validity": 2.0, "diversity": 0.1},
+    ).train()
+    ages, sexes = [0.0, 30.0, 70.0], ["M", "F", "M"]
+    x_num = torch.tensor([[normalizer.normalize(a)] for a in ages])
+    x_cat = torch.tensor([[0 if s == "F" else 1] for s in sexes])
+    labels = torch.tensor(
+        [[3, 7, 4, 2, -100, -100], [3, 8, 2, -100, -100, -100], [3, 7, 8, 4, 9, 2]]
+    )
+    extra = ("validity", "diversity")
+    results = []
+    for packed in (False, True):
+        model.zero_grad()
+        torch.manual_seed(1)  # the same dropout in both passes; rows 1 and 2 lose their prompts
+        out = model(
+            labels=labels, x_num=x_num, x_cat=x_cat, extra_losses=extra, packed_logits=packed
+        )
+        out.loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((out, grads))
+    (full, full_grads), (packed, packed_grads) = results
+    scored = labels.ne(-100)
+    assert packed.logits.shape == (int(scored.sum()), 1, len(vocabulary))
+    assert torch.allclose(packed.logits[:, 0], full.logits[scored], atol=1e-6)
+    for term, value in full.loss_terms.items():
+        assert torch.allclose(packed.loss_terms[term], value, atol=1e-6), term
+    assert len(packed_grads) == len(full_grads)
+    for a, b in zip(full_grads, packed_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 def test_decoder_prompt_add_conditions_every_step_of_generation():
     torch.manual_seed(0)
     model = PromptBart(small_config(prompt_location="none", decoder_prompt_add=True)).eval()
