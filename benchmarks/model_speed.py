@@ -1,5 +1,9 @@
 """Training throughput and generate() against a naive token loop, measured in one run.
 
+Training is timed twice more on real padded batches (simulated records, random batches of
+the preset's size): with the vocabulary projection at every position and with
+``packed_logits`` (only the scored positions, what the trainer does).
+
     python benchmarks/model_speed.py [--preset tiny] [--batch 64] [--threads 2]
 
 Both generators use the same model, the same sampling (multinomial, temperature 1) and the
@@ -47,6 +51,43 @@ def time_training(model, batch: int, length: int, steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
+def time_padded_training(preset, steps: int = 10) -> dict[str, float]:
+    """Seconds per step with full and with packed logits on random batches of simulated
+    records (the same batches, the same model), and the share of positions that are real."""
+    from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
+    from course_lib.simulate import simulate_cohort
+
+    cohort = simulate_cohort(2000, seed=0)
+    vocabulary, normalizer = Vocabulary.build(cohort), AgeNormalizer.fit(cohort)
+    dataset = PatientDataset(cohort, vocabulary, normalizer, preset.max_sequence_length)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))
+    collate = PatientCollator()
+    batches = [
+        collate(
+            [dataset[int(i)] for i in order[k * preset.batch_size : (k + 1) * preset.batch_size]]
+        )
+        for k in range(steps + 1)
+    ]
+    real = sum(int(b["labels"].ne(-100).sum()) for b in batches)
+    share = real / sum(b["labels"].numel() for b in batches)
+    seconds = {}
+    for packed in (False, True):
+        torch.manual_seed(0)
+        weights = {"age": 0.001, "sex": 0.001, "validity": 10.0}  # the trainer's default
+        model = build_model(vocabulary, preset, normalizer=normalizer, loss_weights=weights)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        for step, batch in enumerate(batches):
+            if step == 1:
+                started = time.perf_counter()  # the first step warms up
+            inputs = {k: batch[k] for k in ("labels", "x_num", "x_cat")}
+            model(**inputs, extra_losses=("validity",), packed_logits=packed).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        seconds["packed" if packed else "full"] = (time.perf_counter() - started) / steps
+    return seconds | {"real_share": share, "vocab": len(vocabulary)}
+
+
 def cached_generate_seconds(model, x_num, x_cat, new_tokens, processors, **options) -> float:
     """Seconds for ``model.generate`` to write exactly ``new_tokens`` tokens per row."""
     started = time.perf_counter()
@@ -92,6 +133,14 @@ def main() -> None:
     print(
         f"training: {seconds:.3f} s/step at batch {preset.batch_size} x 64 tokens = "
         f"{tokens / seconds:,.0f} tokens/s, {preset.batch_size / seconds:.1f} patients/s"
+    )
+
+    padded = time_padded_training(preset)
+    print(
+        f"training on random batches of simulated records (vocab {padded['vocab']}, "
+        f"{padded['real_share']:.0%} of positions real, validity loss on): full logits "
+        f"{padded['full']:.3f} s/step, packed {padded['packed']:.3f} s/step, "
+        f"{padded['full'] / padded['packed']:.1f}x faster"
     )
 
     model.eval()

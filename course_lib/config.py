@@ -128,7 +128,7 @@ class TrainConfig:
     group_by_length: bool = setting(
         False,
         "batch patients of similar length: less padding, but one-length batches teach the "
-        "model to end records early (lesson 03)",
+        "model to end records early (lesson 10)",
     )
     seed: int = setting(0, "seed of the split, the weights and the data order", low=0)
     split_fractions: list[float] = setting(

@@ -94,11 +94,14 @@ print(f"train {len(train_split)}, validation {len(val_split)}, test {len(test_sp
 #
 # Age weight 0.01, sex weight 1.0, and the co-occurrence loss of lesson 06 (the probability
 # mass put on codes that never co-occur, in at least 5 training patients, with a code the
-# patient already has) at weight 5.0:
+# patient already has) at weight 5.0. The failure runs also draw their batches grouped by
+# length (`group_by_length`), the trainer's order when these failures were first reproduced;
+# the last section of this lesson shows what that order alone does to a model.
 
 # %%
 failing = ctx.train_or_load("failing")
 assert failing.config.loss_weights == {"age": 0.01, "sex": 1.0, "cooc": 5.0}
+assert failing.config.group_by_length
 failing_steps = failing["steps"]
 print(f"{int(failing_steps['step'].max())} steps, {len(failing['epochs'])} epochs")
 
@@ -738,8 +741,9 @@ for name, run in order_runs.items():
 #
 # **Remedy.** Random batches mix short and long records in every batch, so each step sees the
 # real end rate. They are the default (`TrainConfig.group_by_length=False`); the
-# `--group-by-length` flag brings the old order back, for speed on very uneven records, at this
-# cost. A generator whose records are too short is worth this diagnosis before any loss is
+# `--group-by-length` flag brings the old order back at this cost. Its old gain, less padding,
+# is gone too: the trainer projects only the real positions onto the vocabulary
+# (`packed_logits`), so padding costs little. A generator whose records are too short is worth this diagnosis before any loss is
 # changed: compare the sampler's end probability after each visit with the real end rate.
 #
 # ## Summary
