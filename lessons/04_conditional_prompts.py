@@ -343,15 +343,11 @@ for family in ("age", "sex"):
             f"{family}_rate_{label.replace(' + ', '_')}",
             float(violations.loc[label, f"{family} rate"]),
         )
-    # sex: beyond two standard errors; age: beyond one (the no-prompt model already learns
-    # many age rules from the validity loss alone, so the gap is smaller)
-    k = 2.0 if family == "sex" else 1.0
     check_below(
         f"prompts on both sides + decoder vector cut {family} violations below no prompts",
         float(violations.loc["both + add", f"{family} rate"]),
         float(violations.loc["none", f"{family} rate"]),
         noise=gap_noise("both + add", "none", family),
-        k=k,
     )
     cut = violations.loc["none", f"{family} rate"] / violations.loc["both + add", f"{family} rate"]
     glue(f"{family}_cut", float(cut))
@@ -364,8 +360,8 @@ print(f"fewest violations (age + sex): {fewest}")
 # breaks the age rules in {glue:text}`age_rate_none:.2%` of its codes and the sex rules in
 # {glue:text}`sex_rate_none:.2%`. With prompts on both sides and the decoder vector (the
 # default) the rates are {glue:text}`age_rate_both_add:.2%` and {glue:text}`sex_rate_both_add:.2%`:
-# {glue:text}`age_cut:.1f` and {glue:text}`sex_cut:.1f` times fewer: the sex cut lies beyond
-# two standard errors, the smaller age cut beyond one (the check lines). The run with the fewest violations overall is
+# {glue:text}`age_cut:.1f` and {glue:text}`sex_cut:.1f` times fewer, both beyond two
+# standard errors (the check lines). The run with the fewest violations overall is
 # **{glue:text}`fewest_violations`**; the other rows are in the table: encoder prompts
 # {glue:text}`age_rate_encoder:.2%` / {glue:text}`sex_rate_encoder:.2%`, prepended decoder
 # prompts {glue:text}`age_rate_decoder:.2%` / {glue:text}`sex_rate_decoder:.2%`, both

@@ -546,7 +546,8 @@ for family in ("age", "sex"):
         f"{family}: going from heavy heads to the validity loss removes more violations than "
         "adding the heads did",
         validity_gain > heads_gain,
-        f"heads removed {heads_gain:.4f}, validity a further {validity_gain:.4f}",
+        f"removed by the heads {heads_gain:+.4f} (negative: added), by the validity loss a "
+        f"further {validity_gain:+.4f}",
     )
 
 
