@@ -1,7 +1,8 @@
 """Which recipe makes PromptBart learn conditioning? Every candidate on one simulated cohort.
 
 Each candidate trains on the same split of the same simulated cohort under the same budget
-(steps and/or minutes), keeps its best validation-LM weights, generates one patient per test
+(steps and/or minutes), keeps its weights at the end of the schedule (``--keep best``: the best
+validation-LM weights instead), generates one patient per test
 patient WITHOUT rule-constrained decoding, and is scored: sex and age violations (test
 demographics), prompt information against the simulator's truth, and JS divergence, unigram
 R^2, top-100 overlap and coverage each over its real-vs-real floor (the validation split,
@@ -9,6 +10,12 @@ subsampled to the test size), training seconds and generated patients/s.
 
     python -m benchmarks.conditioning                      # the issue's 20,000-patient draw
     python -m benchmarks.conditioning --patients 2000 --minutes 2 --candidates base validity
+
+Why the last weights: on the 20,000-patient draw the validation LM loss is lowest about half
+way through a 2,000-step schedule (4.327 at step 1,000, 4.384 at 2,000 for ``validity_add``)
+while everything generated keeps improving to the end of the decay (R^2 / floor 0.92 -> 0.99,
+prompt information / true 0.62 -> 0.75): the rising loss is the rare codes' tail, not the
+distribution the generator samples.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ CANDIDATES: dict[str, Candidate] = {
     "prompt_add": Candidate(model={"decoder_prompt_add": True}),
     "validity": Candidate(**_validity(VALIDITY_WEIGHT)),
     "validity_add": Candidate(model={"decoder_prompt_add": True}, **_validity(VALIDITY_WEIGHT)),
+    "validity_add_100": Candidate(model={"decoder_prompt_add": True}, **_validity(100.0)),
     "validity_add_cfg": Candidate(
         model={"decoder_prompt_add": True, "condition_dropout": 0.1},
         guidance=1.5,
@@ -88,7 +96,7 @@ def _validation_lm(model, dataset: PatientDataset, batch_size: int, extra) -> fl
 
 def train_candidate(candidate: Candidate, splits, vocabulary, normalizer, args) -> tuple:
     """The trainer's recipe (AdamW, linear warmup/decay, clip 1) under a steps/minutes budget;
-    returns the best-validation-LM model and the training seconds."""
+    returns the model (``--keep``), the training seconds and the steps taken."""
     preset = get_preset(args.preset)
     torch.manual_seed(args.seed)
     model = build_model(
@@ -126,14 +134,17 @@ def train_candidate(candidate: Candidate, splits, vocabulary, normalizer, args) 
             optimizer.step(), scheduler.step(), optimizer.zero_grad()
             step += 1
             over_time = time.perf_counter() - started >= 60 * args.minutes
-            if step % args.eval_every == 0 or step >= args.steps or over_time:
+            if args.keep == "best" and (
+                step % args.eval_every == 0 or step >= args.steps or over_time
+            ):
                 val_lm = _validation_lm(model, val_set, 2 * preset.batch_size, candidate.extra)
                 if val_lm < best:
                     best, best_state = val_lm, copy.deepcopy(model.state_dict())
             if step >= args.steps or over_time:
                 break
     seconds = time.perf_counter() - started
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model.eval(), seconds, step
 
 
@@ -177,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--steps", type=int, default=2000, help="optimizer steps per candidate")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time per candidate")
-    parser.add_argument("--eval-every", type=int, default=50, help="steps between validations")
+    parser.add_argument(
+        "--keep", choices=("last", "best"), default="last", help="weights to score (docstring)"
+    )
+    parser.add_argument(
+        "--eval-every", type=int, default=50, help="steps between validations (--keep best)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
         "--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES)
@@ -191,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     vocabulary, normalizer = Vocabulary.build(splits[0]), AgeNormalizer.fit(splits[0])
     print(
         f"{args.patients:,} simulated patients (seed {args.seed}), preset {args.preset}, "
-        f"budget {args.steps} steps or {args.minutes} min per candidate, no validity masking"
+        f"budget {args.steps} steps or {args.minutes} min per candidate, {args.keep} weights, "
+        "no validity masking"
     )
     rows = {}
     for name in args.candidates:
