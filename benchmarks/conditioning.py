@@ -60,7 +60,7 @@ def _validity(weight: float) -> dict:
     return {"weights": AUX | {"validity": weight}, "extra": ("validity",)}
 
 
-VALIDITY_WEIGHT = 10.0  # the sample's sweep: 1 too weak, 50 costs coverage (see the notes)
+VALIDITY_WEIGHT = 10.0  # the default before validity_add_100 won (issue 11's notes)
 CANDIDATES: dict[str, Candidate] = {
     "base": Candidate(),
     "aux_heads_strong": Candidate(weights={"age": 1.0, "sex": 1.0}),

@@ -54,6 +54,7 @@ def time_training(model, batch: int, length: int, steps: int) -> float:
 def time_padded_training(preset, steps: int = 10) -> dict[str, float]:
     """Seconds per step with full and with packed logits on random batches of simulated
     records (the same batches, the same model), and the share of positions that are real."""
+    from course_lib.config import TrainConfig
     from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset
     from course_lib.simulate import simulate_cohort
 
@@ -73,7 +74,7 @@ def time_padded_training(preset, steps: int = 10) -> dict[str, float]:
     seconds = {}
     for packed in (False, True):
         torch.manual_seed(0)
-        weights = {"age": 0.001, "sex": 0.001, "validity": 10.0}  # the trainer's default
+        weights = TrainConfig().loss_weights  # the trainer's default
         model = build_model(vocabulary, preset, normalizer=normalizer, loss_weights=weights)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -138,8 +138,8 @@ class TrainConfig:
     prompt_location: PromptLocation = setting("both", "where the age/sex prompts enter BART")
     aux_head: AuxHead = setting("mlp", "shape of the age and sex heads")
     loss_weights: dict[str, float] = setting(
-        {"age": 0.001, "sex": 0.001, "validity": 10.0},
-        "e.g. age=0.001,sex=0.001,validity=10[,cooc=0.05]",
+        {"age": 0.001, "sex": 0.001, "validity": 100.0},
+        "e.g. age=0.001,sex=0.001,validity=100[,cooc=0.05]",
         parse=parse_loss_weights,
     )
     weighting: str = setting("static", f"loss weighting strategy: {', '.join(WEIGHTINGS)}")

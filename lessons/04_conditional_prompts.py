@@ -220,7 +220,8 @@ print(f"decoder vector: {add_parameters:,} parameters")
 # MCE rules forbid for that patient is worse than any other wrong code. The default recipe
 # adds that: an unlikelihood term $-\log(1 - p_{\text{forbidden}})$ at every code position,
 # where $p_{\text{forbidden}}$ is the probability the model puts on the codes the age and sex
-# rules forbid for this patient (`course_lib.losses.validity_loss`, weight 10). It can only
+# rules forbid for this patient (`course_lib.losses.validity_loss`, weight
+# {glue:text}`validity_weight:g`). It can only
 # help a model that *knows* the patient's age and sex, which is what the prompts are for.
 #
 # ## Training the variants
@@ -257,6 +258,7 @@ VARIANTS = {
 }
 runs = {label: ctx.train_or_load(name) for label, name in VARIANTS.items()}
 default_run = runs["both + add"]
+glue("validity_weight", default_run.config.loss_weights["validity"])
 assert all(r.vocabulary.tokens == default_run.vocabulary.tokens for r in runs.values())
 summary = pd.DataFrame(
     {
@@ -343,14 +345,17 @@ for family in ("age", "sex"):
             f"{family}_rate_{label.replace(' + ', '_')}",
             float(violations.loc[label, f"{family} rate"]),
         )
-    check_below(
-        f"prompts on both sides + decoder vector cut {family} violations below no prompts",
-        float(violations.loc["both + add", f"{family} rate"]),
-        float(violations.loc["none", f"{family} rate"]),
-        noise=gap_noise("both + add", "none", family),
+    gap = float(
+        violations.loc["none", f"{family} rate"] - violations.loc["both + add", f"{family} rate"]
     )
-    cut = violations.loc["none", f"{family} rate"] / violations.loc["both + add", f"{family} rate"]
-    glue(f"{family}_cut", float(cut))
+    noise = gap_noise("both + add", "none", family)
+    glue(f"{family}_gap_se", abs(gap) / noise)
+    check_true(
+        f"{family}: the default and the no-prompt model write violations at rates within two "
+        "standard errors of each other",
+        abs(gap) <= 2 * noise,
+        f"|{gap:.5f}| <= 2 x {noise:.5f}",
+    )
 fewest = violations.loc[labels_v, ["age rate", "sex rate"]].astype(float).sum(axis=1).idxmin()
 glue("fewest_violations", fewest)
 print(f"fewest violations (age + sex): {fewest}")
@@ -360,8 +365,10 @@ print(f"fewest violations (age + sex): {fewest}")
 # breaks the age rules in {glue:text}`age_rate_none:.2%` of its codes and the sex rules in
 # {glue:text}`sex_rate_none:.2%`. With prompts on both sides and the decoder vector (the
 # default) the rates are {glue:text}`age_rate_both_add:.2%` and {glue:text}`sex_rate_both_add:.2%`:
-# {glue:text}`age_cut:.1f` and {glue:text}`sex_cut:.1f` times fewer, both beyond two
-# standard errors (the check lines). The run with the fewest violations overall is
+# {glue:text}`age_gap_se:.1f` and {glue:text}`sex_gap_se:.1f` standard errors from the no-prompt
+# model's, no difference beyond the noise (the check lines). The validity loss, at this weight,
+# keeps even a model that cannot know the patient within the rules: it learns to avoid every
+# code that some patient may not have. The run with the fewest violations overall is
 # **{glue:text}`fewest_violations`**; the other rows are in the table: encoder prompts
 # {glue:text}`age_rate_encoder:.2%` / {glue:text}`sex_rate_encoder:.2%`, prepended decoder
 # prompts {glue:text}`age_rate_decoder:.2%` / {glue:text}`sex_rate_decoder:.2%`, both
@@ -424,7 +431,9 @@ check_above(
 # adults {glue:text}`adult_share_real:.2%`. Without prompts the model gives newborns
 # {glue:text}`newborn_share_none:.1%` and adults {glue:text}`adult_share_none:.2%`; with the
 # default prompts newborns get {glue:text}`newborn_share_both_add:.1%` and adults
-# {glue:text}`adult_share_both_add:.2%`: the two groups separate.
+# {glue:text}`adult_share_both_add:.2%`: the two groups separate. That is what the violation
+# rates could not show: the no-prompt model stays within the rules by writing almost no
+# newborn codes for anyone, and the prompted model writes them for the right patients.
 #
 # ## Encoder, decoder or both: what each path carries
 #
@@ -548,11 +557,10 @@ check_true(
 )
 without_add = paths.loc[["encoder", "decoder", "both"], "sex information (nats)"].abs().max()
 glue("sex_info_without_add", float(without_add))
-check_true(
-    "only the decoder vector brings sex into the first code (> 0.05 nats with it, < 0.02 without)",
-    paths.loc["both + add", "sex information (nats)"] > 0.05 and without_add < 0.02,
-    f"with {paths.loc['both + add', 'sex information (nats)']:.3f}, "
-    f"without at most {without_add:.3f}",
+check_above(
+    "the decoder vector brings more than twice the sex information of any path without it",
+    float(paths.loc["both + add", "sex information (nats)"]),
+    2 * float(without_add),
 )
 
 # %% [markdown]
@@ -576,10 +584,9 @@ check_true(
 # On every decoder path the first code carries more age than sex information (checked above),
 # which matches how much each pays in the loss: newborn codes are a large share of a newborn's
 # codes, while female-only and male-only codes are only about 2-3% of all code occurrences.
-# Sex needed the path no token can ignore, and the validity loss can only penalise a forbidden
-# code once the model knows the patient's sex; that pair, the default, cut the age violations
-# {glue:text}`age_cut:.1f` times and the sex violations {glue:text}`sex_cut:.1f` times against
-# the no-prompt model.
+# Sex needed the path no token can ignore. The violation rates alone cannot rank these paths,
+# because the validity loss keeps every run within the rules; the first code shows which
+# model knows whom it writes for.
 #
 # ## Summary
 #
@@ -589,9 +596,11 @@ check_true(
 # - The demographics can enter the encoder (read through cross-attention), the decoder
 #   (prepended, read by self-attention) or both, and the default recipe also adds a
 #   demographic vector at every decoder position; each path is a small share of the parameters.
-# - With the validity loss on in every run, the default (both + decoder vector) cut age
-#   violations {glue:text}`age_cut:.1f` times and sex violations {glue:text}`sex_cut:.1f` times
-#   below the no-prompt model, beyond two standard errors, and separated newborns from adults.
+# - With the validity loss on in every run, violations stay rare with or without prompts: the
+#   no-prompt model avoids demographic-specific codes for everyone (its newborns get
+#   {glue:text}`newborn_share_none:.1%` newborn-only codes), while the default (both + decoder
+#   vector) writes them for the right patients ({glue:text}`newborn_share_both_add:.1%`) and
+#   carries the most age and sex information into the first code.
 # - First-code mass and prompt information read what a model learned without sampling noise;
 #   violation rates of generated cohorts, with patient-clustered standard errors, are the
 #   end-to-end test.

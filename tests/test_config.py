@@ -71,7 +71,7 @@ def test_loss_terms_come_from_the_registry():
     assert TrainConfig(extra_losses=[]).terms == core
     # issue 11's measured winner: the validity unlikelihood term is on by default
     assert TrainConfig().terms == [*core, "validity"]
-    assert TrainConfig().loss_weights["validity"] == 10.0
+    assert TrainConfig().loss_weights["validity"] == 100.0
     for term in OPTIONAL_TERMS:
         config = TrainConfig(extra_losses=[term], weighting="dwa", loss_weights={})
         config.validate()
