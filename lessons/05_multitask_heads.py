@@ -204,8 +204,8 @@ print(f"the notes' 197k = 0.37% implies a model of about {notes_total:,} paramet
 # ## Training with auxiliary losses
 #
 # The total loss is `lm + w_age * age + w_sex * sex`, plus, in the course's default recipe,
-# `w_validity * validity` with `w_validity` = {glue:text}`l05_validity_weight:g` (lesson 04). The notes used aux weights between 0.001 and 0.2; the default
-# keeps their smallest, 0.001. Four stored runs of the same budget (300 steps of the `narrow`
+# `w_validity * validity` with `w_validity` = {glue:text}`l05_validity_weight:g` (lesson 04).
+# The notes used aux weights between 0.001 and 0.2; the default keeps their smallest, 0.001. Four stored runs of the same budget (300 steps of the `narrow`
 # model, `course_lib/recipes.py`) answer this lesson's questions:
 #
 # | run | prompts | aux weights (age, sex) | validity loss |
