@@ -1,24 +1,37 @@
-"""One prepared GPU run (<= 8 min on one card): throughput of the ``base`` preset, then every
-lesson under nbval with the GPU preset, each timed.
+"""One prepared GPU run (about 9 minutes on one card): throughput of the ``base`` preset, every
+recipe's reference run at the ``base`` preset, then every lesson under nbval on that preset.
 
-    python benchmarks/gpu.py [--batch 64] [--steps 30] [--skip-lessons]
+    python -m benchmarks.gpu [--minutes 8.5] [--jobs 8] [--out DIR] [--skip-reference-runs]
 
-Prints: training tokens/s and patients/s, achieved TFLOP/s and its share of the card's bf16
-dense peak (a table below; the estimate counts 6 x parameters x tokens for the matmuls plus
-the attention scores), peak GPU memory, and ``generate()`` patients/s at batch 256 and 1,024
-with 128 new tokens. Compare with the upstream PromptEHR figures for the bart-base shape on
-2 CPU cores: 2.47 patients/s training, 1.21 patients/s generation (the original project's notes).
+Stage 1 prints training tokens/s and patients/s, achieved TFLOP/s and its share of the card's
+bf16 dense peak (a table below; the estimate counts 6 x parameters x tokens for the matmuls
+plus the attention scores), peak GPU memory, and ``generate()`` patients/s at batch 256 and
+1,024 with 128 new tokens. Compare with the upstream PromptEHR figures for the bart-base shape
+on 2 CPU cores: 2.47 patients/s training, 1.21 patients/s generation (the original project's
+notes). Stage 2 trains every recipe's ``-base`` variant (``scripts/reference_runs.py --preset
+base``, ``--jobs`` processes sharing the card) into ``reference_runs/``; stage 3 runs each
+lesson under ``pytest --nbval-lax`` with ``COURSE_PRESET=base``, ``--jobs`` at a time, so the
+lessons load the runs of stage 2. Each stage gets what is left of ``--minutes``; what did not
+finish is reported as such. Logs go to ``--out`` (default ``runs/gpu``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from course_lib.recipe_runs import REFERENCE_DIR
+from course_lib.recipes import RECIPES
+
+REFERENCE_DIR_PATH = Path(__file__).resolve().parent.parent / REFERENCE_DIR
 
 # bf16 dense tensor-core peaks (TFLOP/s), from the vendors' data sheets (SXM parts).
 BF16_PEAK_TFLOPS = {
@@ -92,33 +105,105 @@ def generation_throughput(model, batch: int, new_tokens: int, dtype) -> float:
     return batch / (time.perf_counter() - started)
 
 
-def time_lessons() -> None:
-    lessons = sorted(Path("lessons").glob("[0-9][0-9]_*.ipynb"))
-    total = 0.0
-    for lesson in lessons:
-        started = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "--nbval-lax", str(lesson)],
-            capture_output=True,
-            text=True,
+def start_reference_runs(jobs: int, log: Path) -> subprocess.Popen:
+    """Stage 2 in the background: every recipe's ``-base`` variant, ``jobs`` processes."""
+    command = [sys.executable, "scripts/reference_runs.py", "--all", "--preset", "base"]
+    command += ["--jobs", str(jobs), "--drop-work", "--keep-going", "--limit-mb", "1e6"]
+    environment = os.environ | {"OMP_NUM_THREADS": "1"}
+    with log.open("w") as stream:  # the child keeps its own handle
+        return subprocess.Popen(
+            command,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
         )
-        seconds = time.perf_counter() - started
-        total += seconds
-        status = "passed" if result.returncode == 0 else f"FAILED\n{result.stdout[-2000:]}"
-        print(f"lesson {lesson.stem:<32} {seconds:7.1f} s  {status}")
-    print(f"all lessons: {total:.1f} s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch", type=int, default=64, help="training batch (patients)")
-    parser.add_argument("--length", type=int, default=256, help="tokens per patient")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--skip-lessons", action="store_true")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/gpu.py needs a CUDA GPU")
+def finish_reference_runs(process: subprocess.Popen, log: Path, started: float) -> None:
+    """Stop stage 2 if it is still running (the deadline) and print what it stored."""
+    code = process.poll()
+    if code is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+        code = "stopped at the deadline"
+    stored = [line for line in log.read_text().splitlines() if line.startswith("stored ")]
+    for line in stored:
+        print("  " + line)
+    print(
+        f"reference runs at base: {len(stored)} of {len(RECIPES)} stored in "
+        f"{time.perf_counter() - started:.0f} s (exit {code}; log {log})"
+    )
 
+
+def lesson_needs() -> dict[str, list[str]]:
+    """The ``-base`` runs each lesson loads (it waits for them): its own recipes, and every
+    other recipe whose name its source quotes."""
+    needs: dict[str, list[str]] = {}
+    for lesson in sorted(Path("lessons").glob("[0-9][0-9]_*.py")):
+        source = lesson.read_text()
+        needs[lesson.stem] = [
+            recipe.for_preset("base").name
+            for name, recipe in RECIPES.items()
+            if recipe.lesson == lesson.stem or f'"{name}"' in source
+        ]
+    return needs
+
+
+def time_lessons(jobs: int, deadline: float, log: Path, producing=lambda: False) -> None:
+    """Stage 3: each lesson under nbval with the ``base`` preset, ``jobs`` at a time. A lesson
+    starts once stage 2 has stored its recipes' runs; without them by 30 s before the deadline
+    (or once ``producing()``, stage 2 still running, turns false) it is reported as not run:
+    it would train them itself."""
+    needs = lesson_needs()
+    lessons = sorted(
+        Path("lessons").glob("[0-9][0-9]_*.ipynb"), key=lambda p: (bool(needs.get(p.stem)), p.stem)
+    )
+    environment = os.environ | {
+        "COURSE_PRESET": "base",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "2",
+    }
+
+    def run(lesson: Path) -> tuple[Path, float, float, str, str]:
+        waiting = time.perf_counter()
+        stored = [REFERENCE_DIR_PATH / name for name in needs.get(lesson.stem, [])]
+        while (
+            not all(p.is_dir() for p in stored)
+            and producing()
+            and time.perf_counter() < deadline - 30
+        ):
+            time.sleep(2)
+        started = time.perf_counter()
+        missing = [p.name for p in stored if not p.is_dir()]
+        if missing:  # training them here would only run into the deadline
+            return lesson, started - waiting, 0.0, f"not run: {len(missing)} runs not stored", ""
+        command = [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider"]
+        try:
+            result = subprocess.run(
+                [*command, str(lesson)],
+                capture_output=True,
+                text=True,
+                env=environment,
+                timeout=max(1.0, deadline - time.perf_counter()),
+            )
+            status = "passed" if result.returncode == 0 else "FAILED"
+            output = result.stdout + result.stderr
+        except subprocess.TimeoutExpired as stopped:
+            status, output = "stopped at the deadline", str(stopped.stdout or "")
+        return lesson, started - waiting, time.perf_counter() - started, status, output
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool, log.open("w") as stream:
+        for lesson, waited, taken, status, output in pool.map(run, lessons):
+            print(f"lesson {lesson.stem:<24} waited {waited:5.0f} s, ran {taken:6.1f} s  {status}")
+            stream.write(f"==== {lesson.stem}: {status} in {taken:.1f} s\n{output[-6000:]}\n")
+            stream.flush()
+    print(f"all lessons: {time.perf_counter() - started:.0f} s wall, {jobs} at a time (log {log})")
+
+
+def throughput(batch: int, length: int, steps: int) -> None:
+    """Stage 1: training and ``generate()`` throughput of a randomly initialised base model."""
     from benchmarks.model_speed import fake_vocabulary
     from course_lib.model import build_model
     from course_lib.presets import get_preset
@@ -127,14 +212,12 @@ def main() -> None:
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     torch.manual_seed(0)
     vocabulary = fake_vocabulary(7000)  # the notes' vocabulary had ~7,000 codes
-    model = build_model(vocabulary, get_preset("base"), max_sequence_length=max(args.length, 160))
+    model = build_model(vocabulary, get_preset("base"), max_sequence_length=max(length, 160))
     model.to("cuda")
     params = sum(p.numel() for p in model.parameters())
-    print(
-        f"device: {name}; dtype {dtype}; base preset: {params:,} parameters, vocab {len(vocabulary):,}"
-    )
+    print(f"device: {name}; dtype {dtype}; base preset: {params:,} parameters, vocab 7,000")
     torch.cuda.reset_peak_memory_stats()
-    train = training_throughput(model, args.batch, args.length, args.steps, dtype)
+    train = training_throughput(model, batch, length, steps, dtype)
     peak_memory = torch.cuda.max_memory_allocated() / 2**30
     peak = peak_for(name)
     share = (
@@ -143,19 +226,55 @@ def main() -> None:
         else "peak unknown"
     )
     print(
-        f"training: batch {args.batch} x {args.length} tokens, {train['s_per_step'] * 1000:.0f} ms/step, "
+        f"training: batch {batch} x {length} tokens, {train['s_per_step'] * 1000:.0f} ms/step, "
         f"{train['tokens_per_s']:,.0f} tokens/s, {train['patients_per_s']:,.1f} patients/s "
         f"({train['patients_per_s'] / UPSTREAM_CPU['train_patients_per_s']:,.0f}x upstream CPU), "
-        f"{train['tflops']:.1f} TFLOP/s ({share}), peak memory {peak_memory:.1f} GiB"
+        f"{train['tflops']:.1f} TFLOP/s ({share}), "
+        f"peak memory {peak_memory:.1f} GiB"
     )
-    for batch in (256, 1024):
-        rate = generation_throughput(model, batch, 128, dtype)
+    for generated in (256, 1024):
+        rate = generation_throughput(model, generated, 128, dtype)
         print(
-            f"generate(): batch {batch}, 128 new tokens: {rate:,.1f} patients/s "
+            f"generate(): batch {generated}, 128 new tokens: {rate:,.1f} patients/s "
             f"({rate / UPSTREAM_CPU['generate_patients_per_s']:,.0f}x upstream CPU)"
         )
+    del model
+    torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch", type=int, default=64, help="training batch (patients)")
+    parser.add_argument("--length", type=int, default=256, help="tokens per patient")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--minutes", type=float, default=8.5, help="deadline for all stages")
+    parser.add_argument("--jobs", type=int, default=10, help="reference-run processes")
+    parser.add_argument("--lesson-jobs", type=int, default=4, help="lessons side by side")
+    parser.add_argument("--out", type=Path, default=Path("runs/gpu"), help="logs")
+    parser.add_argument("--skip-reference-runs", action="store_true")
+    parser.add_argument("--skip-lessons", action="store_true")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("benchmarks/gpu.py needs a CUDA GPU")
+    deadline = time.perf_counter() + 60 * args.minutes
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        throughput(args.batch, args.length, args.steps)
+    except Exception as error:  # a broken stage must not cost the stages after it
+        print(f"stage throughput failed: {error!r}")
+    print(f"stage throughput: {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    refs = None
+    if not args.skip_reference_runs:
+        refs = start_reference_runs(args.jobs, args.out / "refs.log")
     if not args.skip_lessons:
-        time_lessons()
+        producing = (lambda: refs.poll() is None) if refs is not None else (lambda: False)
+        time_lessons(args.lesson_jobs, deadline, args.out / "lessons.log", producing)
+    if refs is not None:
+        while refs.poll() is None and time.perf_counter() < deadline:
+            time.sleep(2)
+        finish_reference_runs(refs, args.out / "refs.log", started)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,9 @@ class TrainConfig:
     checkpoint_every: int | None = setting(
         None, "also checkpoint every N steps (default: each epoch)", low=1
     )
+    epoch_checkpoints: bool = setting(
+        True, "checkpoint at each epoch's end for --resume (a base run's is about 1.3 GB)"
+    )
     max_length: int | None = setting(None, "tokens per patient", low=5)
     min_code_count: int = setting(1, "codes seen fewer times become <unk>", low=1)
     chapter_tokens: bool = setting(False, "add ICD-9 chapter tokens")

@@ -151,13 +151,16 @@ def freshness(recipe: Recipe, folder: Path, data_dir: Path | None) -> tuple[Fres
 # ----------------------------------------------------------------------- generated sample
 def write_generated(recipe: Recipe, folder: Path, cohort: Cohort) -> None:
     """One patient per patient of the recipe's split, as JSON lines (``generated.jsonl``)."""
+    import torch
+
     from course_lib.generation import generate_like
     from course_lib.runs import Run
 
     spec = recipe.generation
     run = Run.load(folder)
+    on_gpu = torch.cuda.is_available() and not recipe.train_config().cpu
     generated = generate_like(
-        run.model,
+        run.model.to("cuda" if on_gpu else "cpu"),  # where it was trained
         run.vocabulary,
         run.normalizer,
         run.split(cohort, spec.split),

@@ -199,7 +199,8 @@ def train(
                 if record.get("alarms") and loop.is_main:
                     progress.write(f"epoch {record['epoch']}: " + "; ".join(record["alarms"]))
                 stopped = _stop_reason(loop)
-                _save_checkpoint(loop)
+                if config.epoch_checkpoints:
+                    _save_checkpoint(loop)
         if loop.world > 1:
             write_distributed_evidence(loop)
         accelerator.wait_for_everyone()

@@ -463,11 +463,13 @@ train_ages = [p.age for p in real_train]
 @torch.no_grad()
 def female_mass(run, sex: str) -> float:
     """Mean first-code probability of the female-only codes, training ages, one sex for all."""
-    x_num_, x_cat_ = demographics_tensors(train_ages, [sex] * len(train_ages), run.normalizer)
-    prefix = torch.tensor([[BOS_ID, VISIT_START_ID]] * len(train_ages))
+    device = run.model.device
+    sexes_ = [sex] * len(train_ages)
+    x_num_, x_cat_ = demographics_tensors(train_ages, sexes_, run.normalizer, device)
+    prefix = torch.tensor([[BOS_ID, VISIT_START_ID]] * len(train_ages), device=device)
     logits = run.model.eval()(decoder_input_ids=prefix, x_num=x_num_, x_cat=x_cat_).logits[:, -1]
-    probabilities = logits[:, code_ids].softmax(dim=-1)
-    return float(probabilities[:, female_only].sum(dim=-1).mean())
+    probabilities = logits[:, code_ids.to(device)].softmax(dim=-1)
+    return float(probabilities[:, female_only.to(device)].sum(dim=-1).mean())
 
 
 paths = {}
@@ -525,8 +527,8 @@ check_true(
 def encoder_flip_change(model) -> float:
     """Mean relative change of the encoder's output when only the sex input is flipped."""
     ages_, sexes_ = [p.age for p in real_test], [p.sex for p in real_test]
-    x_num_, x_cat_ = demographics_tensors(ages_, sexes_, default_run.normalizer)
-    mask = torch.full((len(sexes_), 1), MASK_ID)
+    x_num_, x_cat_ = demographics_tensors(ages_, sexes_, default_run.normalizer, model.device)
+    mask = torch.full((len(sexes_), 1), MASK_ID, device=model.device)
     own, _ = model.eval().encode(mask, None, x_num_, x_cat_)
     flipped, _ = model.encode(mask, None, x_num_, 1 - x_cat_)
     return float(((own - flipped).norm(dim=-1) / own.norm(dim=-1)).mean())

@@ -399,7 +399,8 @@ def sex_head_report(trained, batch_size: int = 50) -> dict[str, float]:
     )
     correct, change = 0, 0.0
     for start in range(0, len(dataset), batch_size):
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = {key: value.to(model.device) for key, value in collate(rows).items()}
         inputs = {k: batch[k] for k in ("input_ids", "decoder_input_ids", "labels", "x_num")}
         inputs["loss_weights"] = {"validity": 0.0}  # the heads only: no validity term here
         real = model(**inputs, x_cat=batch["x_cat"])

@@ -269,3 +269,37 @@ def test_code_version_covers_every_module_the_training_code_imports():
         f"{missing}: add to course_lib.recipes.CODE_MODULES if they change a run's numbers, "
         "else to OUTSIDE_CODE_VERSION"
     )
+
+
+def test_script_deals_names_to_parallel_processes_and_reports_a_failure(monkeypatch, capsys):
+    script = _script()
+    started = []
+
+    class FakeProcess:
+        def __init__(self, command):
+            self.command = command
+            started.append(command)
+
+        def wait(self):
+            return 3 if "b" in self.command else 0
+
+    monkeypatch.setattr(script.subprocess, "Popen", FakeProcess)
+    status = script.build_in_parallel(["a", "b", "c", "d", "e"], 3, ["--drop-work"])
+    assert [command[2:] for command in started] == [
+        ["--drop-work", "a", "d"],
+        ["--drop-work", "b", "e"],
+        ["--drop-work", "c"],
+    ]
+    assert status == 1
+    assert "the process for b e failed" in capsys.readouterr().err
+
+
+def test_script_names_each_recipe_s_preset_variant_and_refuses_bad_jobs(monkeypatch, capsys):
+    script = _script()
+    built = {}
+    monkeypatch.setattr(script, "build", lambda names, *a: built.setdefault("names", names))
+    assert script.main(["baseline_none", "failing", "--preset", "base"]) == 0
+    assert built["names"] == ["baseline_none-base", "failing-base"]
+    with pytest.raises(SystemExit):
+        script.main(["baseline_none", "--jobs", "0"])
+    assert "--jobs 0: expected 1 or more" in capsys.readouterr().err

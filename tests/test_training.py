@@ -243,6 +243,19 @@ def test_early_stopping_keeps_the_best_model(tmp_path):
     assert result.best_epoch == 0
 
 
+def test_without_epoch_checkpoints_a_run_keeps_its_model_but_cannot_resume(tmp_path):
+    cohort = make_cohort(20)
+    config = tiny_config(tmp_path / "run", epochs=2, epoch_checkpoints=False)
+    result = train(config, cohort)
+    assert not (result.run_dir / "checkpoints").exists()
+    assert (result.run_dir / "model" / "model.safetensors").is_file()
+    with pytest.raises(ResumeError, match="no checkpoints"):
+        train(config, cohort, resume=True)
+    stopped = tiny_config(tmp_path / "stopped", max_steps=4, epoch_checkpoints=False)
+    train(stopped, cohort, stop_after_step=2)  # an asked-for stop still checkpoints
+    assert (tmp_path / "stopped" / "checkpoints" / "last" / "state.json").is_file()
+
+
 # --------------------------------------------------------------------------- run folder, logs
 def test_run_folder_and_log_contents(tmp_path):
     cohort = make_cohort(24)
