@@ -105,9 +105,9 @@ def generation_throughput(model, batch: int, new_tokens: int, dtype) -> float:
     return batch / (time.perf_counter() - started)
 
 
-def start_reference_runs(jobs: int, log: Path) -> subprocess.Popen:
-    """Stage 2 in the background: every recipe's ``-base`` variant, ``jobs`` processes."""
-    command = [sys.executable, "scripts/reference_runs.py", "--all", "--preset", "base"]
+def start_reference_runs(jobs: int, log: Path, recipes: list[str]) -> subprocess.Popen:
+    """Stage 2 in the background: the recipes' ``-base`` variants, ``jobs`` processes."""
+    command = [sys.executable, "scripts/reference_runs.py", *recipes, "--preset", "base"]
     command += ["--jobs", str(jobs), "--drop-work", "--keep-going", "--limit-mb", "1e6"]
     environment = os.environ | {"OMP_NUM_THREADS": "1"}
     with log.open("w") as stream:  # the child keeps its own handle
@@ -131,7 +131,7 @@ def finish_reference_runs(process: subprocess.Popen, log: Path, started: float) 
     for line in stored:
         print("  " + line)
     print(
-        f"reference runs at base: {len(stored)} of {len(RECIPES)} stored in "
+        f"reference runs at base: {len(stored)} stored in "
         f"{time.perf_counter() - started:.0f} s (exit {code}; log {log})"
     )
 
@@ -150,14 +150,17 @@ def lesson_needs() -> dict[str, list[str]]:
     return needs
 
 
-def time_lessons(jobs: int, deadline: float, log: Path, producing=lambda: False) -> None:
+def time_lessons(
+    jobs: int, deadline: float, log: Path, stems: list[str], producing=lambda: False
+) -> None:
     """Stage 3: each lesson under nbval with the ``base`` preset, ``jobs`` at a time. A lesson
     starts once stage 2 has stored its recipes' runs; without them by 30 s before the deadline
     (or once ``producing()``, stage 2 still running, turns false) it is reported as not run:
     it would train them itself."""
     needs = lesson_needs()
     lessons = sorted(
-        Path("lessons").glob("[0-9][0-9]_*.ipynb"), key=lambda p: (bool(needs.get(p.stem)), p.stem)
+        (Path("lessons") / f"{stem}.ipynb" for stem in stems),
+        key=lambda p: (bool(needs.get(p.stem)), p.stem),
     )
     environment = os.environ | {
         "COURSE_PRESET": "base",
@@ -251,26 +254,31 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10, help="reference-run processes")
     parser.add_argument("--lesson-jobs", type=int, default=4, help="lessons side by side")
     parser.add_argument("--out", type=Path, default=Path("runs/gpu"), help="logs")
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help="default: all")
+    parser.add_argument("--lessons", nargs="+", default=None, help="stems; default: all")
+    parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-reference-runs", action="store_true")
     parser.add_argument("--skip-lessons", action="store_true")
     args = parser.parse_args()
+    lessons = args.lessons or sorted(p.stem for p in Path("lessons").glob("[0-9][0-9]_*.ipynb"))
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/gpu.py needs a CUDA GPU")
     deadline = time.perf_counter() + 60 * args.minutes
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    try:
-        throughput(args.batch, args.length, args.steps)
-    except Exception as error:  # a broken stage must not cost the stages after it
-        print(f"stage throughput failed: {error!r}")
-    print(f"stage throughput: {time.perf_counter() - started:.0f} s", flush=True)
+    if not args.skip_throughput:
+        try:
+            throughput(args.batch, args.length, args.steps)
+        except Exception as error:  # a broken stage must not cost the stages after it
+            print(f"stage throughput failed: {error!r}")
+        print(f"stage throughput: {time.perf_counter() - started:.0f} s", flush=True)
     started = time.perf_counter()
     refs = None
     if not args.skip_reference_runs:
-        refs = start_reference_runs(args.jobs, args.out / "refs.log")
+        refs = start_reference_runs(args.jobs, args.out / "refs.log", args.recipes)
     if not args.skip_lessons:
         producing = (lambda: refs.poll() is None) if refs is not None else (lambda: False)
-        time_lessons(args.lesson_jobs, deadline, args.out / "lessons.log", producing)
+        time_lessons(args.lesson_jobs, deadline, args.out / "lessons.log", lessons, producing)
     if refs is not None:
         while refs.poll() is None and time.perf_counter() < deadline:
             time.sleep(2)
