@@ -1,8 +1,9 @@
 """Which recipe makes PromptBart learn conditioning? Every candidate on one simulated cohort.
 
-Each candidate trains on the same split of the same simulated cohort under the same budget
-(steps and/or minutes), keeps its weights at the end of the schedule (``--keep best``: the best
-validation-LM weights instead), generates one patient per test
+Each candidate trains with the course's trainer (``course_lib.training.train``) on the same
+split of the same simulated cohort under the same budget (``max_steps`` and ``max_minutes``),
+keeps its weights at the end of the schedule (``--keep best``: the epoch with the best
+validation LM loss instead), generates one patient per test
 patient WITHOUT rule-constrained decoding, and is scored: sex and age violations (test
 demographics), prompt information against the simulator's truth, and JS divergence, unigram
 R^2, top-100 overlap and coverage each over its real-vs-real floor (the validation split,
@@ -20,27 +21,26 @@ every 1,000 steps; compare ``--keep best`` with ``--keep last`` to see it here).
 from __future__ import annotations
 
 import argparse
-import copy
 import math
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from transformers import get_scheduler
 
 from course_lib.cohort import Cohort
-from course_lib.dataset import AgeNormalizer, PatientCollator, PatientDataset, split_cohort
+from course_lib.config import TrainConfig
 from course_lib.evaluation.coherence import coherence_metrics
 from course_lib.evaluation.conditioning import prompt_information
 from course_lib.evaluation.diversity import diversity_metrics
 from course_lib.evaluation.floor import subsample
 from course_lib.evaluation.validity import validity_metrics
 from course_lib.generation import generate_patients
-from course_lib.model import build_model
-from course_lib.presets import get_preset
+from course_lib.runs import Run
 from course_lib.simulate import simulate_cohort
-from course_lib.tokens import Vocabulary
+from course_lib.training import train
 
 AUX = {"age": 0.001, "sex": 0.001}
 
@@ -73,86 +73,41 @@ CANDIDATES: dict[str, Candidate] = {
         **_validity(VALIDITY_WEIGHT),
     ),
 }
-MODEL_INPUTS = ("input_ids", "attention_mask", "decoder_input_ids", "labels", "x_num", "x_cat")
 
 
-def _validation_lm(model, dataset: PatientDataset, batch_size: int, extra) -> float:
-    model.eval()
-    total, tokens = 0.0, 0
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, collate_fn=PatientCollator()
+def train_candidate(candidate: Candidate, cohort: Cohort, work: Path, args) -> tuple:
+    """The course's trainer under the steps/minutes budget, keeping ``--keep`` weights;
+    returns the run, the training seconds and the steps taken."""
+    options = {"decoder_prompt_add": False, "condition_dropout": 0.0} | dict(candidate.model)
+    config = TrainConfig(
+        out=str(work),
+        preset=args.preset,
+        seed=args.seed,
+        max_steps=args.steps,
+        max_minutes=args.minutes,
+        keep=args.keep,
+        loss_weights=dict(candidate.weights),
+        extra_losses=list(candidate.extra),
+        patience=None,
+        sample_every_epoch=0,
+        epoch_checkpoints=False,
+        cpu_threads=args.threads,
+        progress=False,
+        **options,
     )
-    with torch.no_grad():
-        for batch in loader:
-            out = model(
-                **{k: batch[k] for k in MODEL_INPUTS}, extra_losses=extra, packed_logits=True
-            )
-            n = int(batch["labels"].ne(-100).sum())
-            total, tokens = total + out.loss_terms["lm"].item() * n, tokens + n
-    model.train()
-    return total / tokens
-
-
-def train_candidate(candidate: Candidate, splits, vocabulary, normalizer, args) -> tuple:
-    """The trainer's recipe (AdamW, linear warmup/decay, clip 1) under a steps/minutes budget;
-    returns the model (``--keep``), the training seconds and the steps taken."""
-    preset = get_preset(args.preset)
-    torch.manual_seed(args.seed)
-    model = build_model(
-        vocabulary, preset, normalizer=normalizer, loss_weights=candidate.weights, **candidate.model
-    )
-    train_set = PatientDataset(splits[0], vocabulary, normalizer, preset.max_sequence_length)
-    val_set = PatientDataset(splits[1], vocabulary, normalizer, preset.max_sequence_length)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=preset.learning_rate,
-    )
-    scheduler = get_scheduler(
-        "linear", optimizer, round(0.05 * args.steps), num_training_steps=args.steps
-    )
-    loader = torch.utils.data.DataLoader(
-        train_set,
-        batch_size=preset.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(args.seed),
-        collate_fn=PatientCollator(),
-    )
-    best, best_state, step, started = math.inf, None, 0, time.perf_counter()
-    model.train()
-    while step < args.steps and time.perf_counter() - started < 60 * args.minutes:
-        for batch in loader:
-            out = model(
-                **{k: batch[k] for k in MODEL_INPUTS},
-                extra_losses=candidate.extra,
-                packed_logits=True,
-            )
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step(), scheduler.step(), optimizer.zero_grad()
-            step += 1
-            over_time = time.perf_counter() - started >= 60 * args.minutes
-            if args.keep == "best" and (
-                step % args.eval_every == 0 or step >= args.steps or over_time
-            ):
-                val_lm = _validation_lm(model, val_set, 2 * preset.batch_size, candidate.extra)
-                if val_lm < best:
-                    best, best_state = val_lm, copy.deepcopy(model.state_dict())
-            if step >= args.steps or over_time:
-                break
-    seconds = time.perf_counter() - started
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model.eval(), seconds, step
+    started = time.perf_counter()
+    result = train(config, cohort, overwrite=True)
+    return Run.load(result.run_dir), time.perf_counter() - started, result.steps
 
 
 def _ratio(value: float, floor: float) -> float:
     return value / floor if floor and math.isfinite(floor) else math.nan
 
 
-def score(model, candidate: Candidate, splits, vocabulary, normalizer, seconds, args) -> dict:
-    train, val, test = splits
+def score(run: Run, candidate: Candidate, cohort: Cohort, seconds: float, args) -> dict:
+    model, vocabulary, normalizer, _ = run.parts()
+    splits = run.splits(cohort)
+    val, test = splits["val"], splits["test"]
     ages, sexes = [p.age for p in test], [p.sex for p in test]
     started = time.perf_counter()
     synthetic = generate_patients(
@@ -190,9 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", choices=("last", "best"), default="last", help="weights to score (docstring)"
     )
-    parser.add_argument(
-        "--eval-every", type=int, default=50, help="steps between validations (--keep best)"
-    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
         "--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES)
@@ -202,19 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--patients must be >= 100, got {args.patients}")
     torch.set_num_threads(args.threads)
     cohort: Cohort = simulate_cohort(args.patients, seed=args.seed)
-    splits = split_cohort(cohort, seed=args.seed)
-    vocabulary, normalizer = Vocabulary.build(splits[0]), AgeNormalizer.fit(splits[0])
     print(
         f"{args.patients:,} simulated patients (seed {args.seed}), preset {args.preset}, "
         f"budget {args.steps} steps or {args.minutes} min per candidate, {args.keep} weights, "
         "no validity masking"
     )
     rows = {}
-    for name in args.candidates:
-        candidate = CANDIDATES[name]
-        model, seconds, steps = train_candidate(candidate, splits, vocabulary, normalizer, args)
-        rows[name] = score(model, candidate, splits, vocabulary, normalizer, seconds, args)
-        print(f"{name}: {steps} steps, " + ", ".join(f"{k} {v:.3g}" for k, v in rows[name].items()))
+    with tempfile.TemporaryDirectory(prefix="conditioning-") as work:
+        for name in args.candidates:
+            candidate = CANDIDATES[name]
+            run, seconds, steps = train_candidate(candidate, cohort, Path(work) / name, args)
+            rows[name] = score(run, candidate, cohort, seconds, args)
+            print(
+                f"{name}: {steps} steps, "
+                + ", ".join(f"{k} {v:.3g}" for k, v in rows[name].items())
+            )
     import pandas as pd
 
     print(pd.DataFrame(rows).T.round(3).to_string())

@@ -40,6 +40,7 @@ PromptLocation = Literal["encoder", "decoder", "both", "none"]
 AuxHead = Literal["mlp", "linear"]
 Scheduler = Literal["linear", "cosine", "constant_with_warmup"]
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+Keep = Literal["best", "last"]
 UnknownCodes = Literal[UNKNOWN_CODES]  # the loader's choices: one definition, in mimic.py
 OBJECTIVES = get_args(Objective)
 PROMPT_LOCATIONS = get_args(PromptLocation)
@@ -116,6 +117,11 @@ class TrainConfig:
     preset: str = setting("tiny", "model size preset: tiny, small or base")
     epochs: int | None = setting(None, "passes over the training split", low=1)
     max_steps: int | None = setting(None, "optimizer steps; overrides --epochs", low=1)
+    max_minutes: float | None = setting(
+        None,
+        "stop after this many minutes of training (the schedule still spans the full budget)",
+        low=0.0,
+    )
     batch_size: int | None = setting(None, "patients per micro-batch", low=1)
     lr: float | None = setting(None, "peak learning rate (> 0)", low=0.0)
     scheduler: Scheduler = setting("linear", "learning-rate schedule after warm-up")
@@ -176,6 +182,9 @@ class TrainConfig:
         parse=_zero_is_none(int),
     )
     min_delta: float = setting(0.0, "improvement that counts as better", low=0.0)
+    keep: Keep = setting(
+        "best", "weights the run keeps: best validation LM loss, or the last step's"
+    )
     sample_every_epoch: int = setting(
         64, "patients sampled per epoch for the collapse check", low=0
     )

@@ -267,8 +267,8 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         hidden = decoder_out.last_hidden_state
         if first_step and self.n_decoder_prompts:
             hidden = hidden[:, self.n_decoder_prompts :]  # drop the prompt positions
-        packed = packed_logits and labels is not None and "cooc" not in extra_losses
-        if packed:
+        scored = None  # with packed logits: the [batch, tgt] mask of the projected positions
+        if packed_logits and labels is not None and "cooc" not in extra_losses:
             scored = labels.ne(-100)
             logits = self.lm_head(hidden[scored]).unsqueeze(1)  # [n_scored, 1, vocab]
         else:
@@ -283,7 +283,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             raise ValueError("guidance_encoder_hidden is for generation; pass no labels with it")
         conditioned = x_cat[:, 0].ne(UNKNOWN_CATEGORY)  # rows whose prompts saw demographics
         output.loss_terms = self._loss_terms(
-            output, hidden, logits, labels, true_num, true_cat, conditioned, extra_losses
+            output, hidden, logits, labels, true_num, true_cat, conditioned, extra_losses, scored
         )
         weights = dict(self.config.loss_weights) | dict(loss_weights or {})
         output.loss = losses.total_loss(output.loss_terms, weights)
@@ -299,9 +299,10 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         return x_num, x_cat
 
     def _loss_terms(
-        self, output, hidden, logits, labels, x_num, x_cat, conditioned, extra_losses
+        self, output, hidden, logits, labels, x_num, x_cat, conditioned, extra_losses, scored
     ) -> dict[str, torch.Tensor]:
-        """Every raw loss term; also fills the heads' outputs into ``output``."""
+        """Every raw loss term; also fills the heads' outputs into ``output``. ``scored`` is
+        the mask of the positions that packed ``logits`` hold (None: full logits)."""
         end_position = labels.ne(-100).sum(dim=1).clamp(min=1) - 1  # emits </patient>
         end_hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), end_position]
         output.end_hidden = end_hidden  # [batch, d_model]
@@ -309,8 +310,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         output.sex_logits = self.sex_head(end_hidden)
         age = losses.age_loss(output.age_pred, x_num[:, 0].to(logits.dtype))
         sex = losses.sex_loss(output.sex_logits, x_cat[:, 0])
-        if logits.shape[:2] != labels.shape:  # packed: one row per scored position
-            scored = labels.ne(-100)
+        if scored is not None:  # packed: one row per scored position
             rows = scored.nonzero()[:, 0]  # each position's patient
             labels, conditioned = labels[scored].unsqueeze(1), conditioned[rows]
             x_num, x_cat = x_num[rows], x_cat[rows]

@@ -25,7 +25,7 @@ from course_lib import checkpoint, losses
 from course_lib.checkpoint import LoopState
 from course_lib.cli import format_notes
 from course_lib.cohort import Cohort
-from course_lib.config import TrainConfig, make_loss_weighting
+from course_lib.config import RESUME_MUTABLE, TrainConfig, TrainConfigError, make_loss_weighting
 from course_lib.dataset import (
     AgeNormalizer,
     PatientCollator,
@@ -302,3 +302,31 @@ def write_distributed_evidence(loop: Loop) -> None:
         "ranks": evidence,
     }
     atomic_write_text(loop.run_dir / "logs" / "distributed.json", json.dumps(summary, indent=1))
+
+
+def resolve_inputs(
+    config: TrainConfig, data: Cohort | str | os.PathLike | None, stop_after_step: int | None
+) -> tuple[TrainConfig, Cohort | str | os.PathLike]:
+    """The config with the preset's values filled in, and the data to train on (checked)."""
+    config = config.resolved()
+    if data is None:
+        if config.data is None:
+            raise TrainConfigError("no data: pass a cohort or a folder, or set data in the config")
+        data = config.data
+    if not isinstance(data, Cohort):
+        if not Path(data).is_dir():
+            raise TrainConfigError(f"data folder not found: {data}")
+        config = config.replace(data=str(data))
+    if stop_after_step is not None and stop_after_step < 1:
+        raise TrainConfigError(f"stop_after_step must be >= 1, got {stop_after_step}")
+    return config, data
+
+
+def check_resume_config(run_dir: Path, config: TrainConfig) -> None:
+    """A resumed run must continue the same experiment: only RESUME_MUTABLE settings change."""
+    saved = TrainConfig.from_yaml(run_dir / "config.yaml").to_dict()
+    current = config.to_dict()
+    changed = sorted(k for k in current if k not in RESUME_MUTABLE and current[k] != saved.get(k))
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise ResumeError(f"{run_dir}: cannot resume with a different configuration ({details})")

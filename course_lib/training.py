@@ -44,18 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast, gather_object
 from tqdm import tqdm  # plain text bars: no widget dependency in notebooks
 
 from course_lib import checkpoint, losses
 from course_lib.checkpoint import LoopState
 from course_lib.cohort import Cohort
-from course_lib.config import (
-    RESUME_MUTABLE,
-    TrainConfig,
-    TrainConfigError,
-    make_loss_weighting,
-)
+from course_lib.config import TrainConfig, TrainConfigError, make_loss_weighting
 from course_lib.dataset import (
     PatientCollator,
     PatientDataset,
@@ -73,7 +68,9 @@ from course_lib.runs import (
 from course_lib.tokens import Vocabulary
 from course_lib.train_setup import (
     Loop,
+    check_resume_config,
     make_accelerator,
+    resolve_inputs,
     resolve_mixed_precision,
     setup,
     write_distributed_evidence,
@@ -109,7 +106,7 @@ class TrainResult:
     steps: int
     best_epoch: int | None
     best_val_lm: float | None
-    stopped: str  # "completed", "early_stopping", "max_steps" or "interrupted"
+    stopped: str  # "completed", "early_stopping", "max_steps", "max_minutes" or "interrupted"
 
 
 @dataclass
@@ -157,9 +154,9 @@ def train(
     ``callbacks`` run at the end of each epoch (e.g. :class:`course_lib.sample_check.SampleCheck`).
     Raises :class:`NonFiniteLossError` on a NaN or infinite loss, naming the term and step.
     """
-    config, data = _resolve_inputs(config, data, stop_after_step)
+    config, data = resolve_inputs(config, data, stop_after_step)
     if resume and (Path(config.out) / "config.yaml").exists():
-        _check_resume_config(Path(config.out), config)
+        check_resume_config(Path(config.out), config)
     accelerator = make_accelerator(config)
     writer = RunWriter(Path(config.out), resume=resume, overwrite=overwrite)
     accelerator.wait_for_everyone()  # every process has checked the folder before any writes
@@ -183,6 +180,7 @@ def train(
                         state.epoch, state.batch_in_epoch, loop.collator, config.num_workers
                     )
                 )
+                out_of_time = False
                 while state.batch_in_epoch < len(loop.batches) and state.step < loop.total_steps:
                     step = _train_step(loop, micro_batches)
                     progress.update(1)
@@ -193,14 +191,18 @@ def train(
                     if stop_after_step is not None and state.step >= stop_after_step:
                         stopped = "interrupted"
                         break
+                    if out_of_time := _out_of_time(loop, started):
+                        break
                 if stopped == "interrupted":
                     break
                 record = _end_epoch(loop, callbacks, time.perf_counter() - started)
                 if record.get("alarms") and loop.is_main:
                     progress.write(f"epoch {record['epoch']}: " + "; ".join(record["alarms"]))
-                stopped = _stop_reason(loop)
+                stopped = "max_minutes" if out_of_time else _stop_reason(loop)
                 if config.epoch_checkpoints:
                     _save_checkpoint(loop)
+        if config.keep == "last" and stopped != "interrupted" and loop.is_main:
+            save_model(loop.unwrapped, loop.run_dir, loop.vocabulary)
         if loop.world > 1:
             write_distributed_evidence(loop)
         accelerator.wait_for_everyone()
@@ -219,33 +221,6 @@ def train(
         best_val_lm=state.best_val_lm,
         stopped=stopped,
     )
-
-
-# -------------------------------------------------------------------------------- setup
-def _resolve_inputs(
-    config: TrainConfig, data: Cohort | str | os.PathLike | None, stop_after_step: int | None
-) -> tuple[TrainConfig, Cohort | str | os.PathLike]:
-    config = config.resolved()
-    if data is None:
-        if config.data is None:
-            raise TrainConfigError("no data: pass a cohort or a folder, or set data in the config")
-        data = config.data
-    if not isinstance(data, Cohort):
-        if not Path(data).is_dir():
-            raise TrainConfigError(f"data folder not found: {data}")
-        config = config.replace(data=str(data))
-    if stop_after_step is not None and stop_after_step < 1:
-        raise TrainConfigError(f"stop_after_step must be >= 1, got {stop_after_step}")
-    return config, data
-
-
-def _check_resume_config(run_dir: Path, config: TrainConfig) -> None:
-    saved = TrainConfig.from_yaml(run_dir / "config.yaml").to_dict()
-    current = config.to_dict()
-    changed = sorted(k for k in current if k not in RESUME_MUTABLE and current[k] != saved.get(k))
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise ResumeError(f"{run_dir}: cannot resume with a different configuration ({details})")
 
 
 # --------------------------------------------------------------------------------- step
@@ -471,7 +446,7 @@ def _end_epoch(loop: Loop, callbacks: Sequence[EpochCallback], elapsed: float) -
     )
     if improved:
         state.best_val_lm, state.best_epoch, state.bad_epochs = val_lm, epoch, 0
-        if loop.is_main:
+        if loop.is_main and loop.config.keep == "best":
             save_model(loop.unwrapped, loop.run_dir, loop.vocabulary)
         loop.accelerator.wait_for_everyone()
     else:
@@ -484,6 +459,16 @@ def _end_epoch(loop: Loop, callbacks: Sequence[EpochCallback], elapsed: float) -
     state.epoch, state.batch_in_epoch, state.epoch_batches = epoch + 1, 0, 0
     loop.epoch_sums.zero_()
     return record
+
+
+def _out_of_time(loop: Loop, started: float) -> bool:
+    """``max_minutes`` spent; rank 0's clock decides, so every process stops at the same step."""
+    if loop.config.max_minutes is None:
+        return False
+    spent = time.perf_counter() - started >= 60 * loop.config.max_minutes
+    if loop.world == 1:
+        return spent
+    return bool(broadcast(torch.tensor([float(spent)], device=loop.accelerator.device))[0])
 
 
 def _stop_reason(loop: Loop) -> str:

@@ -243,6 +243,31 @@ def test_early_stopping_keeps_the_best_model(tmp_path):
     assert result.best_epoch == 0
 
 
+def test_a_time_budget_stops_after_the_step_that_spends_it(tmp_path):
+    config = tiny_config(tmp_path / "run", epochs=5, max_minutes=0.0)
+    result = train(config, make_cohort(20))
+    assert (result.stopped, result.steps) == ("max_minutes", 1)
+    assert [e["epoch"] for e in result.history] == [0]  # the cut epoch is still validated
+    roomy = train(tiny_config(tmp_path / "roomy", epochs=2, max_minutes=60.0), make_cohort(20))
+    assert roomy.stopped == "completed" and roomy.steps == 2 * 4
+
+
+def test_keep_last_stores_the_final_weights_not_the_best_ones(tmp_path):
+    from safetensors.torch import load_file
+
+    cohort = make_cohort(20)
+    # lr 0.05 makes the validation loss worse after the first epoch: best != last
+    changes = dict(epochs=4, lr=0.05, epoch_checkpoints=True)
+    kept = {}
+    for keep in ("best", "last"):
+        result = train(tiny_config(tmp_path / keep, keep=keep, **changes), cohort)
+        kept[keep] = load_file(result.run_dir / "model" / "model.safetensors")
+        final = torch.load(result.run_dir / "checkpoints" / "last" / "model.pt")
+        same = all(torch.equal(kept[keep][k], final[k]) for k in kept[keep] if k in final)
+        assert same == (keep == "last" or result.best_epoch == 3), keep
+    assert result.best_epoch < 3  # the case this test is about
+
+
 def test_without_epoch_checkpoints_a_run_keeps_its_model_but_cannot_resume(tmp_path):
     cohort = make_cohort(20)
     config = tiny_config(tmp_path / "run", epochs=2, epoch_checkpoints=False)
