@@ -67,6 +67,11 @@ CANDIDATES: dict[str, Candidate] = {
     "validity": Candidate(**_validity(VALIDITY_WEIGHT)),
     "validity_add": Candidate(model={"decoder_prompt_add": True}, **_validity(VALIDITY_WEIGHT)),
     "validity_add_100": Candidate(model={"decoder_prompt_add": True}, **_validity(100.0)),
+    "validity_log_add": Candidate(
+        model={"decoder_prompt_add": True},
+        weights=AUX | {"validity_log": 1.0},
+        extra=("validity_log",),
+    ),
     "validity_add_cfg": Candidate(
         model={"decoder_prompt_add": True, "condition_dropout": 0.1},
         guidance=1.5,

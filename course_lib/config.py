@@ -144,8 +144,8 @@ class TrainConfig:
     prompt_location: PromptLocation = setting("both", "where the age/sex prompts enter BART")
     aux_head: AuxHead = setting("mlp", "shape of the age and sex heads")
     loss_weights: dict[str, float] = setting(
-        {"age": 0.001, "sex": 0.001, "validity": 100.0},
-        "e.g. age=0.001,sex=0.001,validity=100[,cooc=0.05]",
+        {"age": 0.001, "sex": 0.001, "validity_log": 1.0},
+        "e.g. age=0.001,sex=0.001,validity_log=1[,cooc=0.05]",
         parse=parse_loss_weights,
     )
     weighting: str = setting("static", f"loss weighting strategy: {', '.join(WEIGHTINGS)}")
@@ -156,7 +156,7 @@ class TrainConfig:
         None, "learning rate of the weighting's parameters (default: lr)", low=0.0
     )
     extra_losses: list[str] = setting(
-        ["validity"],
+        ["validity_log"],
         f"comma-separated optional loss terms: {', '.join(OPTIONAL_TERMS)} (none: '')",
         parse=_names,
     )
@@ -272,7 +272,7 @@ class TrainConfig:
 
     def filled_loss_weights(self) -> dict[str, float]:
         """``loss_weights`` plus the registry's default weight of any term this run turns on
-        without weighing it (``--loss-weights age=0.01,sex=0.02`` keeps validity at 10)."""
+        without weighing it (``--loss-weights age=0.01,sex=0.02`` keeps validity_log at 1)."""
         weights = {name: float(value) for name, value in self.loss_weights.items()}
         for term in self.terms:
             default = LOSS_TERMS[term].default_weight

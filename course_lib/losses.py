@@ -70,7 +70,16 @@ LOSS_TERMS: dict[str, LossTerm] = {
             True,
             "unlikelihood of the codes the MCE age/sex rules forbid for the patient",
             "classification",  # -log(1 - p_forbidden): a Bernoulli log-likelihood
-            100.0,  # issue 11's measured winner (benchmarks/conditioning.py)
+            100.0,  # the best weight of this form on issue 11's benchmark
+            True,
+        ),
+        LossTerm(
+            "validity_log",
+            "token",
+            True,
+            "hinge on the log of the forbidden mass above VALIDITY_LOG_FLOOR",
+            "regression",
+            1.0,  # issue 11's measured winner, the default (benchmarks/conditioning.py)
             True,
         ),
     )
@@ -332,6 +341,42 @@ def validity_loss(
     allowed = logits.masked_fill(forbidden.unsqueeze(1), -math.inf)
     per_position = torch.logsumexp(logits, dim=-1) - torch.logsumexp(allowed, dim=-1)
     return per_position[scored].mean()
+
+
+VALIDITY_LOG_FLOOR = 1e-4  # forbidden mass below this costs nothing
+
+
+def validity_log_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    forbidden: torch.Tensor,
+    floor: float = VALIDITY_LOG_FLOOR,
+) -> torch.Tensor:
+    """The same forbidden mass ``q_t`` as :func:`validity_loss`, penalised in log space::
+
+        validity_log = mean_{t scored} max(0, log q_t - log floor)
+
+    ``-log(1 - q)`` is about ``q`` for small ``q``, so its pull fades as the forbidden mass
+    shrinks; the log hinge pulls just as hard at ``q = 1e-3`` as at ``q = 0.1`` and stops at
+    ``floor``. A patient with no forbidden code costs nothing at any position.
+    """
+    _check_logits_labels(logits, labels, "validity_log_loss")
+    if forbidden.dtype != torch.bool or forbidden.shape != (logits.shape[0], logits.shape[2]):
+        raise LossInputError(
+            f"validity_log_loss: forbidden must be bool [batch, vocab] = "
+            f"{(logits.shape[0], logits.shape[2])}, got {forbidden.dtype} {tuple(forbidden.shape)}"
+        )
+    if not 0 < floor < 1:
+        raise LossInputError(f"validity_log_loss: floor must lie in (0, 1), got {floor}")
+    scored = _scored_positions(labels, "validity_log_loss")
+    logits = logits.float()
+    # a finite fill, not -inf: a row without forbidden codes must give a zero gradient, not NaN
+    only_forbidden = logits.masked_fill(~forbidden.unsqueeze(1), -1e4)
+    log_q = torch.logsumexp(only_forbidden, dim=-1) - torch.logsumexp(logits, dim=-1)
+    return torch.relu(log_q - math.log(floor))[scored].mean()
+
+
+VALIDITY_LOSSES = {"validity": validity_loss, "validity_log": validity_log_loss}
 
 
 # --- combining the terms -----------------------------------------------------------------

@@ -211,7 +211,8 @@ class PromptBart(PreTrainedModel, GenerationMixin):
         ``x_num [batch, n_num]``, ``x_cat [batch, n_cat]``.
 
         With ``labels`` the LM loss is computed, and with ``x_num``/``x_cat`` the age and sex
-        losses too; ``extra_losses`` may add ``"cooc"``, ``"diversity"`` and ``"validity"``.
+        losses too; ``extra_losses`` may add ``"cooc"``, ``"diversity"``, ``"validity"`` and
+        ``"validity_log"``.
         In training, ``condition_dropout`` hides the demographics of some patients from the
         prompts (never from the loss targets). ``guidance_encoder_hidden`` (set by
         :meth:`generate` for classifier-free guidance) appends one unconditional row per row:
@@ -328,14 +329,13 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             )
         if "diversity" in extra_losses:
             terms["diversity"] = losses.diversity_loss(logits, labels, code_mask)
-        if "validity" in extra_losses:
+        for name in [name for name in extra_losses if name in losses.VALIDITY_LOSSES]:
             if not bool(conditioned.any()):  # every prompt dropped: nothing to hold it to
-                terms["validity"] = logits.sum() * 0.0
+                terms[name] = logits.sum() * 0.0
             else:
-                forbidden = self.forbidden_codes(x_num, x_cat)
-                terms["validity"] = losses.validity_loss(
-                    logits[conditioned], labels[conditioned], forbidden[conditioned]
-                )
+                forbidden = self.forbidden_codes(x_num, x_cat)[conditioned]
+                loss = losses.VALIDITY_LOSSES[name]
+                terms[name] = loss(logits[conditioned], labels[conditioned], forbidden)
         return terms
 
     def ages_in_years(self, x_num: torch.Tensor) -> torch.Tensor:

@@ -218,10 +218,11 @@ print(f"decoder vector: {add_parameters:,} parameters")
 #
 # The prompts only say *who* the patient is; nothing in the LM loss says that a code the
 # MCE rules forbid for that patient is worse than any other wrong code. The default recipe
-# adds that: an unlikelihood term $-\log(1 - p_{\text{forbidden}})$ at every code position,
-# where $p_{\text{forbidden}}$ is the probability the model puts on the codes the age and sex
-# rules forbid for this patient (`course_lib.losses.validity_loss`, weight
-# {glue:text}`validity_weight:g`). It can only
+# adds that: a penalty $\max(0, \log p_{\text{forbidden}} - \log 10^{-4})$ at every code
+# position, where $p_{\text{forbidden}}$ is the probability the model puts on the codes the
+# age and sex rules forbid for this patient (`course_lib.losses.validity_log_loss`, weight
+# {glue:text}`validity_weight:g`; lesson 06 compares it with the unlikelihood
+# $-\log(1 - p_{\text{forbidden}})$). It can only
 # help a model that *knows* the patient's age and sex, which is what the prompts are for.
 #
 # ## Training the variants
@@ -258,7 +259,7 @@ VARIANTS = {
 }
 runs = {label: ctx.train_or_load(name) for label, name in VARIANTS.items()}
 default_run = runs["both + add"]
-glue("validity_weight", default_run.config.loss_weights["validity"])
+glue("validity_weight", default_run.config.loss_weights["validity_log"])
 assert all(r.vocabulary.tokens == default_run.vocabulary.tokens for r in runs.values())
 summary = pd.DataFrame(
     {

@@ -204,7 +204,7 @@ print(f"the notes' 197k = 0.37% implies a model of about {notes_total:,} paramet
 # ## Training with auxiliary losses
 #
 # The total loss is `lm + w_age * age + w_sex * sex`, plus, in the course's default recipe,
-# `w_validity * validity` with `w_validity` = {glue:text}`l05_validity_weight:g` (lesson 04).
+# `w_validity * validity_log` with `w_validity` = {glue:text}`l05_validity_weight:g` (lesson 04).
 # The notes used aux weights between 0.001 and 0.2; the default keeps their smallest, 0.001. Four stored runs of the same budget (300 steps of the `narrow`
 # model, `course_lib/recipes.py`) answer this lesson's questions:
 #
@@ -225,7 +225,7 @@ RUNS = {
 runs = {label: ctx.train_or_load(name) for label, name in RUNS.items()}
 RUNS_LABEL = "default (0.001 + validity)"
 heavy, default = runs["heavy heads (1, no validity)"], runs[RUNS_LABEL]
-glue("l05_validity_weight", default.config.loss_weights["validity"])
+glue("l05_validity_weight", default.config.loss_weights["validity_log"])
 
 # %% [markdown]
 # Every logged step of `logs/train.jsonl` holds, for each term, its raw value, its weight, the

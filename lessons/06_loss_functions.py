@@ -1,7 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -382,15 +384,16 @@ print(f"core terms {losses.CORE_TERMS}, optional terms {losses.OPTIONAL_TERMS}")
 print(f"a default TrainConfig adds {defaults.extra_losses} with weights {defaults.loss_weights}")
 glue("l06_core_terms", ", ".join(losses.CORE_TERMS))
 glue("l06_optional_terms", ", ".join(losses.OPTIONAL_TERMS))
-glue("l06_default_validity_weight", defaults.loss_weights["validity"])
+glue("l06_default_validity_weight", defaults.loss_weights["validity_log"])
 glue("l06_default_aux_weight", defaults.loss_weights["age"])
 
 # %% [markdown]
 # The core terms, {glue:text}`l06_core_terms`, are the ones this lesson computed first; the
 # optional ones, {glue:text}`l06_optional_terms`, cost a little more and come only when asked.
-# The `validity` row is the term the course's default configuration adds, at weight
+# The `validity_log` row is the term the course's default configuration adds, at weight
 # {glue:text}`l06_default_validity_weight` (the age and sex heads get
-# {glue:text}`l06_default_aux_weight` each).
+# {glue:text}`l06_default_aux_weight` each); it is a variant of the `validity` term, built
+# next.
 #
 # ### The validity term
 #
@@ -416,6 +419,55 @@ assert torch.allclose(validity_by_hand, validity_library)
 # %% [markdown]
 # `course_lib` computes the same number as `logsumexp(all logits) - logsumexp(allowed logits)`,
 # which stays finite when `q_t` rounds to 1 in floating point.
+#
+# For small `q_t`, `-log(1 - q_t)` is about `q_t`, and so is its gradient on a forbidden
+# logit: the pull fades as the model learns. The optional `validity_log` term penalises the
+# log of the mass instead, `mean_t max(0, log q_t - log f)` with a floor `f` of
+# {glue:text}`l06_validity_floor`: its gradient stays near 1 until the mass reaches the floor.
+# By hand on the same logits, then the two gradients on the forbidden logits:
+
+# %%
+from course_lib.claims import check_above
+
+floor = glue("l06_validity_floor", losses.VALIDITY_LOG_FLOOR)
+log_by_hand = torch.relu(torch.log(forbidden_mass[scored]) - math.log(floor)).mean()
+log_library = losses.validity_log_loss(logits, labels, forbidden)
+print(f"validity_log by hand {log_by_hand:.6f}, course_lib {log_library:.6f}")
+assert torch.allclose(log_by_hand, log_library, atol=1e-6)
+
+
+def forbidden_pull(logits_, forbidden_) -> dict[str, float]:
+    """Each validity term's mean gradient on patient 0's forbidden logits (scored positions)."""
+    pull = {}
+    for name, loss in losses.VALIDITY_LOSSES.items():
+        leaf = logits_.detach().clone().requires_grad_(True)
+        loss(leaf, torch.zeros(leaf.shape[:2], dtype=torch.long), forbidden_).backward()
+        pull[name] = float(leaf.grad[0][:, forbidden_[0]].sum(dim=-1).mean())
+    return pull
+
+
+toy = forbidden_pull(logits[:, :1], forbidden)  # the first position of each patient
+q_toy = glue("l06_q_toy", float(forbidden_mass[0, 0]))
+small_q = 1e-3  # one position, two tokens, the second forbidden with mass 0.001
+tiny = forbidden_pull(
+    torch.tensor([[[0.0, math.log(small_q / (1 - small_q))]]]), torch.tensor([[False, True]])
+)
+for label, pull in ((f"q = {q_toy:.3f}", toy), (f"q = {small_q}", tiny)):
+    print(f"{label}: " + ", ".join(f"{k} pulls {v:.5f}" for k, v in pull.items()))
+glue("l06_pull_ratio_toy", toy["validity_log"] / toy["validity"])
+glue("l06_pull_ratio_small", tiny["validity_log"] / tiny["validity"])
+check_above(
+    "at q = 0.001 the log hinge pulls > 100x harder than the unlikelihood",
+    tiny["validity_log"] / tiny["validity"],
+    100,
+)
+
+# %% [markdown]
+# At the first patient's first position (forbidden mass {glue:text}`l06_q_toy:.3f`) the log
+# hinge pulls {glue:text}`l06_pull_ratio_toy:.1f` times harder; at a mass of 0.001,
+# {glue:text}`l06_pull_ratio_small:.0f` times.
+# `python -m benchmarks.conditioning --candidates validity_add_100 validity_log_add` trains
+# both on 20,000 simulated patients.
 #
 # ### `train()`, top to bottom
 #
@@ -448,8 +500,9 @@ glue("l06_train_lines", len(train_source.splitlines()))
 #   and weighting states, every random generator and the loop's position, so that `resume=True`
 #   continues bit for bit as if the run had never stopped.
 # - **End of epoch** (`_end_epoch`): the validation terms, the best model so far (lowest
-#   validation LM loss) and one line of `logs/epochs.jsonl`; `_stop_reason` then ends the run at
-#   the last step or when early stopping's patience runs out.
+#   validation LM loss; `keep="last"` keeps the final step's weights instead) and one line of
+#   `logs/epochs.jsonl`; `_stop_reason` then ends the run at the last step or when early
+#   stopping's patience runs out, and `max_minutes` ends it when its time is spent.
 # - **Callbacks**: functions that get the model at the end of each epoch and return fields for
 #   its epoch record. `course_lib.sample_check.SampleCheck` generates a few patients and raises
 #   the mode-collapse alarms of lesson 10.

@@ -69,9 +69,9 @@ def test_unknown_codes_must_be_a_choice():
 def test_loss_terms_come_from_the_registry():
     core = [n for n, t in LOSS_TERMS.items() if not t.optional]
     assert TrainConfig(extra_losses=[]).terms == core
-    # issue 11's measured winner: the validity unlikelihood term is on by default
-    assert TrainConfig().terms == [*core, "validity"]
-    assert TrainConfig().loss_weights["validity"] == 100.0
+    # issue 11's measured winner: the log-hinge validity term is on by default
+    assert TrainConfig().terms == [*core, "validity_log"]
+    assert TrainConfig().loss_weights["validity_log"] == 1.0
     for term in OPTIONAL_TERMS:
         config = TrainConfig(extra_losses=[term], weighting="dwa", loss_weights={})
         config.validate()

@@ -270,6 +270,43 @@ def test_validity_loss_gradient_lowers_forbidden_codes_and_checks_shapes():
     assert losses.LOSS_TERMS["validity"].per == "token" and "validity" in losses.OPTIONAL_TERMS
 
 
+def test_validity_log_loss_matches_a_hand_computation():
+    # the same two positions as above: q = 0.9 and 0.5 at the first, 0.5 at the second
+    logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]]])
+    labels = torch.tensor([[1, 0]])
+    forbidden = torch.tensor([[False, False, True, True]])
+    first = math.exp(2) + math.exp(3)
+    q = [first / (1 + math.e + first), 0.5]
+    floor = 0.3  # the first position (q ~ 0.86) and the second (0.5) are both above it
+    by_hand = sum(math.log(v) - math.log(floor) for v in q) / 2
+    value = losses.validity_log_loss(logits, labels, forbidden, floor=floor)
+    assert value.item() == pytest.approx(by_hand, abs=1e-5)
+    # below the floor a position costs nothing: with floor 0.6 only the first one counts
+    only_first = (math.log(q[0]) - math.log(0.6)) / 2
+    assert losses.validity_log_loss(logits, labels, forbidden, floor=0.6).item() == (
+        pytest.approx(only_first, abs=1e-5)
+    )
+    with pytest.raises(losses.LossInputError, match="floor must lie in"):
+        losses.validity_log_loss(logits, labels, forbidden, floor=1.0)
+
+
+def test_validity_log_loss_keeps_pulling_where_unlikelihood_fades():
+    # forbidden mass 1e-3 (above the 1e-4 floor): the unlikelihood gradient on the forbidden
+    # logit is about q = 1e-3, the log hinge's about 1 - q, and nothing forbidden gives 0, not NaN
+    forbidden = torch.tensor([[False, True], [False, False]])
+    logit = math.log(1e-3 / (1 - 1e-3))
+    grads = {}
+    for name, loss in losses.VALIDITY_LOSSES.items():
+        logits = torch.tensor([[[0.0, logit]], [[0.0, 0.0]]], requires_grad=True)
+        loss(logits, torch.tensor([[0], [0]]), forbidden).backward()
+        assert torch.isfinite(logits.grad).all()
+        assert logits.grad[1].abs().sum() == 0  # the patient without forbidden codes
+        grads[name] = float(logits.grad[0, 0, 1])
+    assert grads["validity"] == pytest.approx(1e-3 / 2, rel=1e-2)  # mean over 2 positions
+    assert grads["validity_log"] == pytest.approx((1 - 1e-3) / 2, rel=1e-2)
+    assert losses.LOSS_TERMS["validity_log"].optional and "validity_log" in losses.OPTIONAL_TERMS
+
+
 def test_balance_by_tokens_makes_every_token_count_once_over_length_grouped_batches():
     # Three length-grouped batches: short records, long records, one long and one short.
     torch.manual_seed(0)

@@ -227,7 +227,13 @@ def test_packed_logits_give_the_same_loss_terms_and_gradients_at_the_scored_posi
         attention_heads=2,
         decoder_prompt_add=True,
         condition_dropout=0.5,  # some rows lose their prompts: validity skips them
-        loss_weights={"age": 0.5, "sex": 0.5, "validity": 2.0, "diversity": 0.1},
+        loss_weights={
+            "age": 0.5,
+            "sex": 0.5,
+            "validity": 2.0,
+            "validity_log": 0.5,
+            "diversity": 0.1,
+        },
     ).train()
     ages, sexes = [0.0, 30.0, 70.0], ["M", "F", "M"]
     x_num = torch.tensor([[normalizer.normalize(a)] for a in ages])
@@ -235,7 +241,7 @@ def test_packed_logits_give_the_same_loss_terms_and_gradients_at_the_scored_posi
     labels = torch.tensor(
         [[3, 7, 4, 2, -100, -100], [3, 8, 2, -100, -100, -100], [3, 7, 8, 4, 9, 2]]
     )
-    extra = ("validity", "diversity")
+    extra = ("validity", "validity_log", "diversity")
     results = []
     for packed in (False, True):
         model.zero_grad()
@@ -252,6 +258,8 @@ def test_packed_logits_give_the_same_loss_terms_and_gradients_at_the_scored_posi
     assert torch.allclose(packed.logits[:, 0], full.logits[scored], atol=1e-6)
     for term, value in full.loss_terms.items():
         assert torch.allclose(packed.loss_terms[term], value, atol=1e-6), term
+    assert set(full.loss_terms) == {"lm", "age", "sex", *extra}
+    assert full.loss_terms["validity_log"].item() > 0  # untrained: forbidden mass above 1e-4
     assert len(packed_grads) == len(full_grads)
     for a, b in zip(full_grads, packed_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-6)

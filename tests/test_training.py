@@ -477,8 +477,8 @@ def test_cli_config_file_and_flags(tmp_path, capsys):
     assert result.returncode == 0, result.stderr
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["max_steps"] == 3 and saved["epochs"] == 5 and saved["batch_size"] == 4
-    # the validity term (on by default) keeps its registry weight when the flag omits it
-    assert saved["loss_weights"] == {"age": 0.01, "sex": 0.02, "validity": 100.0}
+    # the validity_log term (on by default) keeps its registry weight when the flag omits it
+    assert saved["loss_weights"] == {"age": 0.01, "sex": 0.02, "validity_log": 1.0}
     # the flag replaces the file's mapping
     assert saved["model"] == {
         "d_model": 32,
