@@ -16,6 +16,10 @@ Why the last weights: on the 20,000-patient draw the validation LM loss was lowe
 way through a 2,000-step schedule while everything generated kept improving to the end of the
 decay (issue 11's notes give the figures, from a one-off diagnostic that scored the candidate
 every 1,000 steps; compare ``--keep best`` with ``--keep last`` to see it here).
+
+The course's default recipe is ``validity_log_add`` (prompts on both sides, the decoder
+vector, the log-hinge validity term at weight 1); ``validity_add_100`` and ``validity_add``
+are the unlikelihood form at weight 100 and 10, the defaults before it.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def _validity(weight: float) -> dict:
     return {"weights": AUX | {"validity": weight}, "extra": ("validity",)}
 
 
-VALIDITY_WEIGHT = 10.0  # the default before validity_add_100 won (issue 11's notes)
+VALIDITY_WEIGHT = 10.0  # the first default weight of the unlikelihood form (issue 11's notes)
 CANDIDATES: dict[str, Candidate] = {
     "base": Candidate(),
     "aux_heads_strong": Candidate(weights={"age": 1.0, "sex": 1.0}),
