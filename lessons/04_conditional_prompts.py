@@ -350,36 +350,53 @@ for family in ("age", "sex"):
         violations.loc["none", f"{family} rate"] - violations.loc["both + add", f"{family} rate"]
     )
     noise = gap_noise("both + add", "none", family)
-    glue(f"{family}_gap_se", abs(gap) / noise)
+    glue(f"{family}_gap_se", abs(gap) / noise if noise > 0 else 0.0)  # no violation at all: 0
     if abs(gap) <= 2 * noise:
         verdict = "no difference beyond two standard errors"
     else:
         verdict = f"{'fewer' if gap > 0 else 'more'} with the default, beyond two standard errors"
     glue(f"{family}_gap_text", verdict)
     print(f"{family}: no prompts minus default {gap:+.5f}, noise {noise:.5f}: {verdict}")
-worst = violations.loc[labels_v, ["age rate", "sex rate"]].astype(float).max()
+blind = violations.loc["none", ["age rate", "sex rate"]].astype(float)
 check_true(
-    "with the validity loss every run, the no-prompt one included, breaks an age or a sex rule "
-    "in fewer than 0.5% of its codes",
-    bool((worst < 0.005).all()),
-    f"highest age rate {worst['age rate']:.4f}, highest sex rate {worst['sex rate']:.4f}",
+    "with the validity loss the no-prompt model breaks an age or a sex rule in fewer than 0.5% "
+    "of its codes",
+    bool((blind < 0.005).all()),
+    f"age {blind['age rate']:.5f}, sex {blind['sex rate']:.5f}",
 )
-glue("worst_rate", float(worst.max()))
+default_broken = rule_violations(runs["both + add"].generated())
+default_ages = [p.age for p in runs["both + add"].generated()]
+age_broken = default_broken[default_broken["family"] == "age"]
+newborn_broken = age_broken[age_broken["rule"] == "newborn"]
+glue("default_newborn_violation_share", len(newborn_broken) / max(len(age_broken), 1))
+glue("default_age_violations", len(age_broken))
+glue(
+    "default_violation_median_age",
+    float(np.median([default_ages[i] for i in newborn_broken["patient"]]))
+    if len(newborn_broken)
+    else float("nan"),
+)
+print(
+    f"the default's age violations: {len(age_broken)}, of which newborn codes for patients aged "
+    f"1 or more: {len(newborn_broken)}"
+)
 fewest = violations.loc[labels_v, ["age rate", "sex rate"]].astype(float).sum(axis=1).idxmin()
 glue("fewest_violations", fewest)
 print(f"fewest violations (age + sex): {fewest}")
 
 # %% [markdown]
-# Without prompts the model cannot know whom it writes for, and even with the validity loss it
-# breaks the age rules in {glue:text}`age_rate_none:.2%` of its codes and the sex rules in
-# {glue:text}`sex_rate_none:.2%`. With prompts on both sides and the decoder vector (the
-# default) the rates are {glue:text}`age_rate_both_add:.2%` and {glue:text}`sex_rate_both_add:.2%`:
+# Without prompts the model cannot know whom it writes for, and yet with the validity loss it
+# breaks the age rules in only {glue:text}`age_rate_none:.2%` of its codes and the sex rules
+# in {glue:text}`sex_rate_none:.2%`: it learns to avoid every code that some patient may not
+# have. With prompts on both sides and the decoder vector (the default) the rates are
+# {glue:text}`age_rate_both_add:.2%` and {glue:text}`sex_rate_both_add:.2%`,
 # {glue:text}`age_gap_se:.1f` and {glue:text}`sex_gap_se:.1f` standard errors from the no-prompt
-# model's (age: {glue:text}`age_gap_text`; sex: {glue:text}`sex_gap_text`). Either way the
-# differences are a few codes in ten thousand: the validity loss, at this weight, keeps even a
-# model that cannot know the patient within the rules (no run breaks them in more than
-# {glue:text}`worst_rate:.2%` of its codes), because it learns to avoid every code that some
-# patient may not have. The run with the fewest violations overall is
+# model's (age: {glue:text}`age_gap_text`; sex: {glue:text}`sex_gap_text`). Of the default's
+# {glue:text}`default_age_violations` age violations, a share of
+# {glue:text}`default_newborn_violation_share:.0%` are newborn codes written for patients past
+# their first birthday (median age {glue:text}`default_violation_median_age:.1f` years): the
+# model writes newborn codes for the very young, and the line the MCE draws at one year is
+# not sharp in what it learned. The run with the fewest violations overall is
 # **{glue:text}`fewest_violations`**; the other rows are in the table: encoder prompts
 # {glue:text}`age_rate_encoder:.2%` / {glue:text}`sex_rate_encoder:.2%`, prepended decoder
 # prompts {glue:text}`age_rate_decoder:.2%` / {glue:text}`sex_rate_decoder:.2%`, both
@@ -420,6 +437,13 @@ for name in ("real", "none", "both + add"):
     key = name.replace(" + ", "_")
     glue(f"newborn_share_{key}", float(newborn_table.loc[name, "newborns"]))
     glue(f"adult_share_{key}", float(newborn_table.loc[name, "adults"]))
+no_vector_newborns = newborn_table.loc[["none", "encoder", "decoder", "both"], "newborns"]
+glue("newborn_share_no_vector_max", float(no_vector_newborns.max()))
+check_below(
+    "every run without the decoder vector gives its newborns < 2% newborn-only codes",
+    float(no_vector_newborns.max()),
+    0.02,
+)
 check_above(
     "default model: newborns get more newborn-only codes than adults",
     float(newborn_table.loc["both + add", "newborns"]),
@@ -445,7 +469,7 @@ check_above(
 # {glue:text}`adult_share_both_add:.2%`: the two groups separate. That is what the violation
 # rates could not show: the no-prompt model stays within the rules by writing almost no
 # newborn codes for anyone, and the prompted model writes them for the right patients, though
-# still far fewer than real newborns have.
+# still fewer than real newborns have.
 #
 # ## Encoder, decoder or both: what each path carries
 #
@@ -554,25 +578,22 @@ check_true(
     f"sex {paths.loc['encoder', 'sex information (nats)']:.2g}, "
     f"age {paths.loc['encoder', 'age information (nats)']:.2g} nats",
 )
-check_above(
-    "prepended decoder prompts carry age to the first code (> 0.1 nats)",
-    float(paths.loc["decoder", "age information (nats)"]),
-    0.1,
-)
-decoder_paths = ["decoder", "both", "both + add"]
+without_vector = ["encoder", "decoder", "both"]
+most_without = paths.loc[without_vector, ["age information (nats)", "sex information (nats)"]]
+glue("info_without_add", float(most_without.abs().max().max()))
 check_true(
-    "on every decoder path the first code carries more age than sex information",
-    bool(
-        (
-            paths.loc[decoder_paths, "age information (nats)"]
-            > paths.loc[decoder_paths, "sex information (nats)"]
-        ).all()
-    ),
+    "without the decoder vector no path brings 0.05 nats of age or of sex into the first code",
+    bool((most_without.abs() < 0.05).all().all()),
     ", ".join(
         f"{k}: age {paths.loc[k, 'age information (nats)']:.3f} "
         f"sex {paths.loc[k, 'sex information (nats)']:.3f}"
-        for k in decoder_paths
+        for k in without_vector
     ),
+)
+check_above(
+    "with the decoder vector the first code carries more age than sex information",
+    float(paths.loc["both + add", "age information (nats)"]),
+    float(paths.loc["both + add", "sex information (nats)"]),
 )
 without_add = paths.loc[["encoder", "decoder", "both"], "sex information (nats)"].abs().max()
 glue("sex_info_without_add", float(without_add))
@@ -662,22 +683,26 @@ check_true(
 #   encoder output. In the default run the same attention output is
 #   {glue:text}`default_attention_ratio:.1f` times the input's size and a flip moves it by
 #   {glue:text}`default_attention_moved:.0%`.
-# - **Prepended decoder prompts** reach every token through self-attention: they carry
-#   {glue:text}`age_info_decoder:.2f` nats of age, but only {glue:text}`sex_info_decoder:.3f`
-#   of sex; prompts on both sides {glue:text}`age_info_both:.2f` and
-#   {glue:text}`sex_info_both:.3f`.
-# - **The decoder vector**, added at every position, brings sex in:
-#   {glue:text}`sex_info_both_add:.3f` nats (at most {glue:text}`sex_info_without_add:.3f`
-#   without it), and a female-only first-code mass {glue:text}`mass_ratio_both_add:.1f` times
+# - **Prepended decoder prompts** reach every token through self-attention, and still carry
+#   only {glue:text}`age_info_decoder:.3f` nats of age and {glue:text}`sex_info_decoder:.3f` of
+#   sex; prompts on both sides {glue:text}`age_info_both:.3f` and
+#   {glue:text}`sex_info_both:.3f`. Under this budget, with the validity loss pushing the
+#   forbidden mass down for everyone, these models learned the cheaper lesson: stay away from
+#   demographic-specific codes for every patient (none of them gives its newborns more than
+#   {glue:text}`newborn_share_no_vector_max:.1%` newborn-only codes, in the table above).
+# - **The decoder vector**, added at every position, brings both in:
+#   {glue:text}`age_info_both_add:.3f` nats of age and {glue:text}`sex_info_both_add:.3f` of sex
+#   (at most {glue:text}`info_without_add:.3f` on any path without it), and a female-only
+#   first-code mass {glue:text}`mass_ratio_both_add:.1f` times
 #   larger under a female prompt than under a male one (real women:
 #   {glue:text}`real_female_first:.1%` of first codes are female-only; real men: none).
 #
-# On every decoder path the first code carries more age than sex information (checked above),
+# With the decoder vector the first code carries more age than sex information (checked above),
 # which matches how much each pays in the loss: newborn codes are a large share of a newborn's
 # codes, while female-only and male-only codes are only about 2-3% of all code occurrences.
-# Sex needed the path no token can ignore. The violation rates rank these paths poorly,
-# because the validity loss keeps every run within the rules; the first code shows which
-# model knows whom it writes for.
+# The demographics needed the path no token can ignore. The violation rates rank these paths
+# poorly, because the validity loss keeps even the blind model within the rules; the first
+# code shows which model knows whom it writes for.
 #
 # ## Summary
 #
@@ -691,8 +716,9 @@ check_true(
 #   no-prompt model avoids demographic-specific codes for everyone (its newborns get
 #   {glue:text}`newborn_share_none:.1%` newborn-only codes), while the default (both + decoder
 #   vector) writes them for the right patients ({glue:text}`newborn_share_both_add:.1%` of
-#   its newborns' codes, real newborns {glue:text}`newborn_share_real:.1%`: far from learned)
-#   and carries the most age and sex information into the first code.
+#   its newborns' codes, real newborns {glue:text}`newborn_share_real:.1%`), with a few
+#   spilling over to young children, and carries the most age and sex information into the
+#   first code; without the decoder vector no path carries any.
 # - The encoder-only run passes nothing on: its first layer writes vectors many times larger
 #   than its input and nearly the same for every patient, and normalising after each sublayer
 #   turns the prompts into a rounding error.

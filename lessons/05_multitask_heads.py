@@ -384,6 +384,8 @@ print(f"codes alone: at most about {codes_only_ceiling:.1f}% accuracy")
 # flipped (0: the state does not depend on the sex input at all):
 
 # %%
+from course_lib import losses
+
 collate = PatientCollator()
 
 
@@ -402,7 +404,7 @@ def sex_head_report(trained, batch_size: int = 50) -> dict[str, float]:
         rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         batch = {key: value.to(model.device) for key, value in collate(rows).items()}
         inputs = {k: batch[k] for k in ("input_ids", "decoder_input_ids", "labels", "x_num")}
-        inputs["loss_weights"] = {"validity": 0.0}  # the heads only: no validity term here
+        inputs["loss_weights"] = dict.fromkeys(losses.VALIDITY_LOSSES, 0.0)  # the heads only
         real = model(**inputs, x_cat=batch["x_cat"])
         flipped = model(**inputs, x_cat=1 - batch["x_cat"])
         correct += int((real.sex_logits.argmax(-1) == batch["x_cat"][:, 0]).sum())
@@ -600,8 +602,9 @@ for what, words in verdicts.items():
 # that the LM head gives to a forbidden code. With the prompt in view, the sex head copies the
 # answer from the input (the vanished loss above), and a loss near zero sends almost no
 # gradient back at all. What acts on the probability of an invalid code directly: the
-# conditioning itself (where the demographics enter, lesson 04), the validity unlikelihood term
-# on the codes the rules forbid for this patient (lesson 04, Welleck et al. 2019),
+# conditioning itself (where the demographics enter, lesson 04), a validity term on the codes
+# the rules forbid for this patient (lessons 04 and 06; the unlikelihood form is Welleck et al.
+# 2019),
 # classifier-free guidance at decoding (`condition_dropout` in training plus
 # `generate_patients(..., guidance=s)`), and masked decoding as a safety net (lesson 08).
 #

@@ -582,7 +582,8 @@ fall = pd.DataFrame(fall).T
 fall["fall / noise"] = (fall["first 3 steps"] - fall["last 10 steps"]) / fall["step-to-step noise"]
 display(fall.round(4))
 n_live = glue("l06_live_steps", int(live_result.steps))
-for term in ("lm", "validity"):
+validity_term = glue("l06_validity_term", live_config.extra_losses[0])  # the default's
+for term in ("lm", validity_term):
     check_below(
         f"the {term} loss falls over {n_live} steps, beyond its step-to-step noise",
         fall.loc[term, "last 10 steps"],
@@ -595,19 +596,20 @@ glue("l06_beyond_noise", ", ".join(beyond))
 glue("l06_within_noise", ", ".join(within) if within else "none")
 glue("l06_lm_first", fall.loc["lm", "first 3 steps"])
 glue("l06_lm_last", fall.loc["lm", "last 10 steps"])
-glue("l06_validity_first", fall.loc["validity", "first 3 steps"])
-glue("l06_validity_last", fall.loc["validity", "last 10 steps"])
+glue("l06_validity_first", fall.loc[validity_term, "first 3 steps"])
+glue("l06_validity_last", fall.loc[validity_term, "last 10 steps"])
 glue("l06_live_log_vocab", math.log(len(live_run.vocabulary)))
 last_step = steps.iloc[-1]
 glue("l06_last_lm_share", last_step["terms.lm.share"])
-glue("l06_last_validity_share", last_step["terms.validity.share"])
+glue("l06_last_validity_share", last_step[f"terms.{validity_term}.share"])
 glue("l06_last_heads_share", last_step["terms.age.share"] + last_step["terms.sex.share"])
 
 # %% [markdown]
 # In {glue:text}`l06_live_steps` steps ({glue:text}`l06_live_seconds:.1f` s here) the LM loss
 # goes from {glue:text}`l06_lm_first:.3f` on the first steps (the uniform guess is
 # {glue:text}`l06_live_log_vocab:.3f`) to {glue:text}`l06_lm_last:.3f` on the last ten, and the
-# validity term from {glue:text}`l06_validity_first:.4f` to {glue:text}`l06_validity_last:.4f`.
+# validity term ({glue:text}`l06_validity_term`) from {glue:text}`l06_validity_first:.4f` to
+# {glue:text}`l06_validity_last:.4f`.
 # The terms that fall by more than twice their noise: {glue:text}`l06_beyond_noise`; within
 # twice their noise: {glue:text}`l06_within_noise`. At the last step the LM term is
 # {glue:text}`l06_last_lm_share:.1f`% of the weighted total, the validity term
@@ -627,8 +629,9 @@ glue("l06_last_heads_share", last_step["terms.age.share"] + last_step["terms.sex
 #   and `loss_breakdown` turns any set of terms and weights into shares: it reproduces the
 #   notes' 72.10 / 0.16 / 0.00 / 27.74%.
 # - Every term is declared once in `losses.LOSS_TERMS` (name, mean over tokens or patients,
-#   optional or not); the validity term is the unlikelihood `-log(1 - q_t)` of the mass on the
-#   codes the MCE rules forbid for the patient.
+#   optional or not). Two validity terms act on the mass `q_t` on the codes the MCE rules
+#   forbid for the patient: the unlikelihood `-log(1 - q_t)`, whose pull fades with `q_t`,
+#   and the default `validity_log`, `max(0, log q_t - log 1e-4)`, whose pull does not.
 # - `train()` is {glue:text}`l06_train_lines` lines: setup, then a loop of named steps (train
 #   step, log, checkpoint, end of epoch with its callbacks) that writes a `Run` folder; in a
 #   {glue:text}`l06_live_steps`-step live run the LM and validity terms fall beyond their
