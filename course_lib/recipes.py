@@ -275,7 +275,7 @@ def _register(*recipes: Recipe) -> dict[str, Recipe]:
 
 
 NO_AUX = {"age": 0.0, "sex": 0.0}
-# The conditioning of issue 11 (validity unlikelihood, a demographic vector at every decoder
+# The conditioning of issue 11 (a validity term, a demographic vector at every decoder
 # position) is the config's default now. The lessons' experiments (03-07, 10) were built
 # without it and compare prompts and aux weights alone, so their recipes pin it off; lessons
 # 08, 09 and 11 train the default. Changing a lesson to it is an edit of its recipe here.
