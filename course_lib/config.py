@@ -49,7 +49,7 @@ SCHEDULERS = get_args(Scheduler)
 MIXED_PRECISION = get_args(MixedPrecision)
 WEIGHTINGS = tuple(STRATEGIES)
 # Fields a resumed run may change: they do not alter what is computed.
-RESUME_MUTABLE = frozenset({"data", "out", "progress", "num_workers", "cpu_threads"})
+RESUME_MUTABLE = frozenset({"data", "out", "progress", "num_workers", "cpu_threads", "max_minutes"})
 
 
 class TrainConfigError(ValueError):

@@ -250,6 +250,11 @@ def test_a_time_budget_stops_after_the_step_that_spends_it(tmp_path):
     assert [e["epoch"] for e in result.history] == [0]  # the cut epoch is still validated
     roomy = train(tiny_config(tmp_path / "roomy", epochs=2, max_minutes=60.0), make_cohort(20))
     assert roomy.stopped == "completed" and roomy.steps == 2 * 4
+    # a resumed run may get a new time budget: the budget changes, not the experiment
+    stopped = tiny_config(tmp_path / "resumed", epochs=2)
+    train(stopped, make_cohort(20), stop_after_step=2)
+    resumed = train(stopped.replace(max_minutes=60.0), make_cohort(20), resume=True)
+    assert (resumed.stopped, resumed.steps) == ("completed", 8)
 
 
 def test_keep_last_stores_the_final_weights_not_the_best_ones(tmp_path):
