@@ -311,6 +311,18 @@ def diversity_loss(
 
 
 # --- validity ----------------------------------------------------------------------------
+def _check_forbidden(
+    logits: torch.Tensor, labels: torch.Tensor, forbidden: torch.Tensor, name: str
+) -> None:
+    """Both validity terms take ``forbidden`` as a bool ``[batch, vocab]`` mask."""
+    _check_logits_labels(logits, labels, name)
+    if forbidden.dtype != torch.bool or forbidden.shape != (logits.shape[0], logits.shape[2]):
+        raise LossInputError(
+            f"{name}: forbidden must be bool [batch, vocab] = "
+            f"{(logits.shape[0], logits.shape[2])}, got {forbidden.dtype} {tuple(forbidden.shape)}"
+        )
+
+
 def validity_loss(
     logits: torch.Tensor, labels: torch.Tensor, forbidden: torch.Tensor
 ) -> torch.Tensor:
@@ -328,12 +340,7 @@ def validity_loss(
     probability of the wrong codes, which the real sequences rarely contrast.
     Computed stably as ``logsumexp(all logits) - logsumexp(allowed logits)``.
     """
-    _check_logits_labels(logits, labels, "validity_loss")
-    if forbidden.dtype != torch.bool or forbidden.shape != (logits.shape[0], logits.shape[2]):
-        raise LossInputError(
-            f"validity_loss: forbidden must be bool [batch, vocab] = "
-            f"{(logits.shape[0], logits.shape[2])}, got {forbidden.dtype} {tuple(forbidden.shape)}"
-        )
+    _check_forbidden(logits, labels, forbidden, "validity_loss")
     if bool(forbidden.all(dim=1).any()):
         raise LossInputError("validity_loss: a patient has every token forbidden")
     scored = _scored_positions(labels, "validity_loss")
@@ -360,12 +367,7 @@ def validity_log_loss(
     shrinks; the log hinge pulls just as hard at ``q = 1e-3`` as at ``q = 0.1`` and stops at
     ``floor``. A patient with no forbidden code costs nothing at any position.
     """
-    _check_logits_labels(logits, labels, "validity_log_loss")
-    if forbidden.dtype != torch.bool or forbidden.shape != (logits.shape[0], logits.shape[2]):
-        raise LossInputError(
-            f"validity_log_loss: forbidden must be bool [batch, vocab] = "
-            f"{(logits.shape[0], logits.shape[2])}, got {forbidden.dtype} {tuple(forbidden.shape)}"
-        )
+    _check_forbidden(logits, labels, forbidden, "validity_log_loss")
     if not 0 < floor < 1:
         raise LossInputError(f"validity_log_loss: floor must lie in (0, 1), got {floor}")
     scored = _scored_positions(labels, "validity_log_loss")

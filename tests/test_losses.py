@@ -238,13 +238,18 @@ def test_loss_breakdown_uses_magnitudes_for_negative_terms():
         loss_breakdown({"lm": float("nan")}, {})
 
 
-def test_validity_loss_matches_a_hand_computation():
-    # one patient, two positions, vocab of 4; tokens 2 and 3 forbidden
+def _two_positions():
+    """One patient, two positions, vocab of 4, tokens 2 and 3 forbidden; and the forbidden
+    mass at each position by hand (about 0.86, then 0.5)."""
     logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]]])
     labels = torch.tensor([[1, 0]])
     forbidden = torch.tensor([[False, False, True, True]])
     first = math.exp(2) + math.exp(3)
-    q = [first / (1 + math.e + first), 0.5]
+    return logits, labels, forbidden, [first / (1 + math.e + first), 0.5]
+
+
+def test_validity_loss_matches_a_hand_computation():
+    logits, labels, forbidden, q = _two_positions()
     by_hand = -(math.log(1 - q[0]) + math.log(1 - q[1])) / 2
     value = losses.validity_loss(logits, labels, forbidden)
     assert abs(value.item() - by_hand) < 1e-5
@@ -271,12 +276,7 @@ def test_validity_loss_gradient_lowers_forbidden_codes_and_checks_shapes():
 
 
 def test_validity_log_loss_matches_a_hand_computation():
-    # the same two positions as above: q = 0.9 and 0.5 at the first, 0.5 at the second
-    logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]]])
-    labels = torch.tensor([[1, 0]])
-    forbidden = torch.tensor([[False, False, True, True]])
-    first = math.exp(2) + math.exp(3)
-    q = [first / (1 + math.e + first), 0.5]
+    logits, labels, forbidden, q = _two_positions()
     floor = 0.3  # the first position (q ~ 0.86) and the second (0.5) are both above it
     by_hand = sum(math.log(v) - math.log(floor) for v in q) / 2
     value = losses.validity_log_loss(logits, labels, forbidden, floor=floor)
