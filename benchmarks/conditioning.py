@@ -9,6 +9,15 @@ demographics), prompt information against the simulator's truth, and JS divergen
 R^2, top-100 overlap and coverage each over its real-vs-real floor (the validation split,
 subsampled to the test size), training seconds and generated patients/s.
 
+Generation speed is also measured like for like: one batch of ``--speed-patients`` test
+demographics (``generate_patients``' batch size), the same processors, records of their natural
+length (every row stops at ``</patient>``; the batch runs as long as its longest record), once
+with the library's sampler (the cached ``model.generate`` with the candidate's guidance) and
+with the naive loop of lesson 08 (no cache, no guidance) made to run as many steps, so both do
+the same work whatever they draw. ``speedup`` is the naive loop's time
+over the library's, the loop drawing with ``torch.multinomial`` as the original did;
+``speedup_same_draw`` gives the loop the library's inverse-CDF draw. The issue asks >= 5x.
+
     python -m benchmarks.conditioning                      # the issue's 20,000-patient draw
     python -m benchmarks.conditioning --patients 2000 --minutes 2 --candidates base validity
 
@@ -33,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import SuppressTokensLogitsProcessor
 
 from course_lib.cohort import Cohort
 from course_lib.config import TrainConfig
@@ -41,9 +51,17 @@ from course_lib.evaluation.conditioning import prompt_information
 from course_lib.evaluation.diversity import diversity_metrics
 from course_lib.evaluation.floor import subsample
 from course_lib.evaluation.validity import validity_metrics
-from course_lib.generation import generate_patients
+from course_lib.generation import (
+    InverseCdfSampler,
+    build_processors,
+    demographics_tensors,
+    generate_patients,
+    naive_generate,
+    sample_sequences,
+)
 from course_lib.runs import Run
 from course_lib.simulate import simulate_cohort
+from course_lib.tokens import EOS_ID
 from course_lib.training import train
 
 AUX = {"age": 0.001, "sex": 0.001}
@@ -113,6 +131,39 @@ def _ratio(value: float, floor: float) -> float:
     return value / floor if floor and math.isfinite(floor) else math.nan
 
 
+@torch.no_grad()
+def generation_speed(model, vocabulary, normalizer, ages, sexes, guidance, seed: int) -> dict:
+    """Seconds of the library's sampler (``sample_sequences``: cached ``generate``, guided when
+    ``guidance`` is set; every row stops at its end, the batch at its longest record) and of
+    the naive loop made to run as many steps (``</patient>`` suppressed) on the same batch with
+    the same processors: drawing with ``torch.multinomial`` as the original did (``speedup``)
+    and with the library's inverse-CDF draw (``speedup_same_draw``: the cache and the batched
+    guidance alone)."""
+    x_num, x_cat = demographics_tensors(ages, sexes, normalizer, model.device)
+    model.eval()
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    ids = sample_sequences(
+        model, x_num, x_cat, build_processors(vocabulary, ages, sexes), guidance=guidance
+    )
+    seconds = {"cached": time.perf_counter() - started}
+    steps = ids.shape[1] - 1
+    for name, draw in (("naive", []), ("naive_same_draw", [InverseCdfSampler()])):
+        processors = build_processors(vocabulary, ages, sexes)
+        processors.extend([SuppressTokensLogitsProcessor([EOS_ID]), *draw])
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+        naive = naive_generate(model, x_num, x_cat, steps, processors)
+        seconds[name] = time.perf_counter() - started
+        assert naive.shape[1] - 1 == steps, (naive.shape, steps)
+    return {
+        "speed_steps": steps,
+        "naive_p/s": len(ages) / seconds["naive"],
+        "speedup": seconds["naive"] / seconds["cached"],
+        "speedup_same_draw": seconds["naive_same_draw"] / seconds["cached"],
+    }
+
+
 def score(run: Run, candidate: Candidate, cohort: Cohort, seconds: float, args) -> dict:
     model, vocabulary, normalizer, _ = run.parts()
     splits = run.splits(cohort)
@@ -128,6 +179,10 @@ def score(run: Run, candidate: Candidate, cohort: Cohort, seconds: float, args) 
     floor = {**coherence_metrics(reference, test), **diversity_metrics(reference, test)}
     rates = validity_metrics(synthetic)
     info = prompt_information(model, vocabulary, normalizer, test, simulated=True)
+    n = min(args.speed_patients, len(test))
+    speed = generation_speed(
+        model, vocabulary, normalizer, ages[:n], sexes[:n], candidate.guidance, args.seed
+    )
     return {
         "sex_viol_%": 100 * rates["sex_violation_rate"],
         "age_viol_%": 100 * rates["age_violation_rate"],
@@ -141,6 +196,7 @@ def score(run: Run, candidate: Candidate, cohort: Cohort, seconds: float, args) 
         "coverage/floor": _ratio(metrics["coverage"], floor["coverage"]),
         "train_s": seconds,
         "patients/s": per_second,
+        **speed,
     }
 
 
@@ -158,7 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES)
     )
+    parser.add_argument(
+        "--speed-patients",
+        type=int,
+        default=256,
+        help="demographics in the one batch timed with generate() and with the naive loop",
+    )
     args = parser.parse_args(argv)
+    if args.speed_patients < 1:
+        parser.error(f"--speed-patients must be >= 1, got {args.speed_patients}")
     if args.patients < 100:
         parser.error(f"--patients must be >= 100, got {args.patients}")
     torch.set_num_threads(args.threads)

@@ -6,11 +6,14 @@ the preset's size): with the vocabulary projection at every position and with
 
     python benchmarks/model_speed.py [--preset tiny] [--batch 64] [--threads 2]
 
-Both generators use the same model, the same sampling (multinomial, temperature 1) and the
-same processors (end and padding suppressed so every sequence runs to full length); the
-naive loop re-runs the whole decoder every step without a cache. The guided generator
-(classifier-free guidance, scale 1.5) runs a conditional and an unconditional row per patient
-in one batched forward per step; the issue asks it to stay at least 5x the naive loop.
+Both generators use the same model, temperature 1 and the same processors (end and padding
+suppressed so every sequence runs to full length). ``generate()`` is the library's path
+(``course_lib.generation.sample_sequences``: the KV cache of ``course_lib.kv_cache``, tokens
+drawn by ``InverseCdfSampler``); the naive loop re-runs the whole model every step without a
+cache and draws with ``torch.multinomial`` as the original project did ("same draw": with the
+library's sampler, so the ratio is the cache's alone). The guided generator (classifier-free
+guidance, scale 1.5) runs a conditional and an unconditional row per patient in one batched
+forward per step; the issue asks it to stay at least 5x the naive loop.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ import torch
 from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 
 from course_lib.cohort import Cohort, Patient, Visit
-from course_lib.generation import naive_generate
+from course_lib.generation import InverseCdfSampler, naive_generate, sample_sequences
 from course_lib.model import build_model
 from course_lib.presets import get_preset
-from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID, Vocabulary
+from course_lib.tokens import EOS_ID, PAD_ID, Vocabulary
 
 
 def fake_vocabulary(n_codes: int = 2000) -> Vocabulary:
@@ -94,21 +97,16 @@ def time_padded_training(preset, steps: int = 10) -> dict[str, float]:
 
 
 def cached_generate_seconds(model, x_num, x_cat, new_tokens, processors, **options) -> float:
-    """Seconds for ``model.generate`` to write exactly ``new_tokens`` tokens per row (the
+    """Seconds for the library's sampler to write exactly ``new_tokens`` tokens per row (the
     processors suppress ``</patient>`` and padding, as in the naive loop)."""
     started = time.perf_counter()
-    model.generate(
-        x_num=x_num,
-        x_cat=x_cat,
-        do_sample=True,
-        top_k=0,
-        max_new_tokens=new_tokens,
-        logits_processor=processors,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        decoder_start_token_id=BOS_ID,
-        **options,
-    )
+    sample_sequences(model, x_num, x_cat, processors, max_new_tokens=new_tokens, **options)
+    return time.perf_counter() - started
+
+
+def naive_seconds(model, x_num, x_cat, new_tokens, processors) -> float:
+    started = time.perf_counter()
+    naive_generate(model, x_num, x_cat, new_tokens, processors)
     return time.perf_counter() - started
 
 
@@ -152,23 +150,26 @@ def main() -> None:
     # classifier-free guidance: the same shape trained to drop demographics (weights copied,
     # so both generators run the same network; the unconditional rows double the batch)
     torch.manual_seed(0)
-    guided = build_model(vocabulary, preset, max_sequence_length=300, condition_dropout=0.1)
-    guided.load_state_dict(model.state_dict(), strict=False)
-    guided.eval()
+    guided_model = build_model(vocabulary, preset, max_sequence_length=300, condition_dropout=0.1)
+    guided_model.load_state_dict(model.state_dict(), strict=False)
+    guided_model.eval()
     x_num, x_cat = torch.randn(args.batch, 1), torch.randint(0, 2, (args.batch, 1))
     processors = LogitsProcessorList([SuppressTokensLogitsProcessor([EOS_ID, PAD_ID])])
     for new_tokens in (64, 256):
-        started = time.perf_counter()
-        naive_generate(model, x_num, x_cat, new_tokens, processors)
-        naive_seconds = time.perf_counter() - started
-        cached_seconds = cached_generate_seconds(model, x_num, x_cat, new_tokens, processors)
-        guided_seconds = cached_generate_seconds(
-            guided, x_num, x_cat, new_tokens, processors, guidance_scale=1.5
+        naive = naive_seconds(model, x_num, x_cat, new_tokens, processors)
+        same_draw = naive_seconds(
+            model, x_num, x_cat, new_tokens, LogitsProcessorList([*processors, InverseCdfSampler()])
+        )
+        cached = cached_generate_seconds(model, x_num, x_cat, new_tokens, processors)
+        guided = cached_generate_seconds(
+            guided_model, x_num, x_cat, new_tokens, processors, guidance=1.5
         )
         print(
-            f"{new_tokens:>4} new tokens, batch {args.batch}: naive {args.batch / naive_seconds:7.1f} patients/s, "
-            f"generate() {args.batch / cached_seconds:7.1f} patients/s, ratio {naive_seconds / cached_seconds:.1f}x; "
-            f"with guidance 1.5 {args.batch / guided_seconds:7.1f} patients/s, ratio {naive_seconds / guided_seconds:.1f}x"
+            f"{new_tokens:>4} new tokens, batch {args.batch}: naive {args.batch / naive:7.1f} "
+            f"patients/s (same draw {args.batch / same_draw:.1f}); generate() "
+            f"{args.batch / cached:7.1f} patients/s, {naive / cached:.1f}x (same draw "
+            f"{same_draw / cached:.1f}x); with guidance 1.5 {args.batch / guided:7.1f} patients/s, "
+            f"{naive / guided:.1f}x (same draw {same_draw / guided:.1f}x)"
         )
 
 

@@ -1,14 +1,9 @@
-"""Generating synthetic patients with ``model.generate()`` and logits processors (lesson 08).
+"""Generating synthetic patients with ``model.generate()`` (lesson 08).
 
-Three processors shape what the sampler may emit, each a ``transformers.LogitsProcessor``:
-
-- :class:`PatientGrammarProcessor` keeps sequences well formed: codes only inside a visit,
-  no empty visits, never ``<pad>``/``<patient>``/``<mask>``/``<unk>``.
-- :class:`NoRepeatCodeProcessor` bans a code already in the current visit (the brief's
-  duplicate criterion) or, as an option, anywhere in the patient. Unlike
-  ``no_repeat_ngram_size=1`` it leaves visit markers and later visits alone.
-- :class:`ValidityProcessor` masks codes that the Medicare Code Editor forbids for the
-  patient's age and sex (rule-constrained decoding).
+:func:`generate_patients` samples one patient per (age, sex) in batches with the KV-cached
+``model.generate``, the processors of :mod:`course_lib.processors` and their inverse-CDF
+sampler, and turns the ids back into a :class:`~course_lib.cohort.Cohort`.
+:func:`naive_generate` is the cache-free loop it replaced, kept for lesson 08 and the benchmarks.
 """
 
 from __future__ import annotations
@@ -22,15 +17,23 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm  # plain text bars: no widget dependency in notebooks
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessorList
 
-from course_lib import icd9
 from course_lib.cohort import Cohort, Patient, Visit, cohort_visit_gaps  # noqa: F401 (re-exported)
 from course_lib.outcome_prompts import (
     cohort_prompt_labels,
     labels_table,
     model_outcome_classes,
     requested_labels,
+)
+from course_lib.processors import (  # noqa: F401 (re-exported)
+    DUPLICATE_SCOPES,
+    InverseCdfSampler,
+    NoRepeatCodeProcessor,
+    PatientGrammarProcessor,
+    ValidityProcessor,
+    build_processors,
+    sampling_processors,
 )
 from course_lib.prompts import GuidanceLogitsProcessor  # noqa: F401 (re-exported)
 from course_lib.runs import Run
@@ -39,132 +42,10 @@ from course_lib.tokens import (
     EOS_ID,
     MASK_ID,
     PAD_ID,
-    UNK_ID,
-    VISIT_END_ID,
-    VISIT_START_ID,
     Vocabulary,
 )
 
 SEX_ORDER = ("F", "M")  # x_cat index -> sex; matches course_lib.dataset.SEX_TO_INDEX
-DUPLICATE_SCOPES = ("visit", "patient", "none")
-
-
-def _code_mask(vocabulary: Vocabulary, device) -> torch.Tensor:
-    mask = torch.zeros(len(vocabulary), dtype=torch.bool, device=device)
-    mask[list(vocabulary.code_ids)] = True
-    return mask
-
-
-class PatientGrammarProcessor(LogitsProcessor):
-    """Allow only tokens that keep ``<visit> codes </visit> ... </patient>`` well formed.
-
-    Outside a visit the next token is ``<visit>`` or ``</patient>`` (the latter only after
-    at least one visit); right after ``<visit>`` it is a code; later in a visit, a code or
-    ``</visit>``. A visit is closed when it reaches ``max_codes_per_visit``.
-    """
-
-    def __init__(self, vocabulary: Vocabulary, max_codes_per_visit: int = 40):
-        self.code_mask = _code_mask(vocabulary, "cpu")
-        self.max_codes_per_visit = max_codes_per_visit
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        code_mask = self.code_mask.to(scores.device)
-        last = input_ids[:, -1]
-        opened = input_ids.eq(VISIT_START_ID).cumsum(1)
-        closed = input_ids.eq(VISIT_END_ID).cumsum(1)
-        inside = opened[:, -1] > closed[:, -1]
-        # codes since the last <visit>: positions after the last opening, inside the visit
-        in_current = opened.eq(opened[:, -1:]) & inside.unsqueeze(1)
-        n_codes = (in_current & code_mask[input_ids]).sum(1)
-
-        allowed = torch.zeros_like(scores, dtype=torch.bool)
-        outside = ~inside
-        allowed[outside, VISIT_START_ID] = True
-        allowed[outside & (opened[:, -1] > 0), EOS_ID] = True
-        may_add_code = inside & (n_codes < self.max_codes_per_visit)
-        allowed[may_add_code] |= code_mask
-        allowed[inside & last.ne(VISIT_START_ID), VISIT_END_ID] = True
-        done = input_ids.eq(EOS_ID).any(1)
-        scores = scores.masked_fill(~allowed, -float("inf"))
-        # A finished patient (after </patient>) pads, whatever an earlier processor banned
-        # (no_repeat_ngram_size=1 bans a second <pad>): a row of -inf has no softmax.
-        scores[done] = -float("inf")
-        scores[done, PAD_ID] = 0.0
-        return scores
-
-
-class NoRepeatCodeProcessor(LogitsProcessor):
-    """Ban a code that already appears in the current visit (``scope="visit"``) or in the
-    patient so far (``scope="patient"``). Special tokens are never banned."""
-
-    def __init__(self, vocabulary: Vocabulary, scope: str = "visit"):
-        if scope not in ("visit", "patient"):
-            raise ValueError(f"scope must be 'visit' or 'patient', got {scope!r}")
-        self.code_mask = _code_mask(vocabulary, "cpu")
-        self.scope = scope
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        is_code = self.code_mask.to(scores.device)[input_ids]
-        if self.scope == "visit":
-            visit_index = input_ids.eq(VISIT_START_ID).cumsum(1)
-            is_code &= visit_index.eq(visit_index[:, -1:])
-        seen = torch.zeros_like(scores, dtype=torch.bool)
-        seen.scatter_(1, input_ids, is_code)  # a non-code position writes False: harmless
-        seen[:, : UNK_ID + 1] = False
-        return scores.masked_fill(seen, -float("inf"))
-
-
-class ValidityProcessor(LogitsProcessor):
-    """Mask every code the MCE rules forbid for each sequence's age and sex.
-
-    ``ages`` are years, ``sexes`` ``"F"``/``"M"``, one per sequence in the batch (repeat them
-    yourself for ``num_return_sequences > 1``). Masks are cached per (whole year, sex).
-    """
-
-    _cache: dict[tuple[int, int, str], torch.Tensor] = {}
-
-    def __init__(self, vocabulary: Vocabulary, ages: Sequence[float], sexes: Sequence[str]):
-        self.invalid = torch.stack(
-            [self.invalid_mask(vocabulary, age, sex) for age, sex in zip(ages, sexes, strict=True)]
-        )
-
-    @classmethod
-    def invalid_mask(cls, vocabulary: Vocabulary, age: float, sex: str) -> torch.Tensor:
-        key = (id(vocabulary), int(age), sex)
-        if key not in cls._cache:
-            mask = torch.zeros(len(vocabulary), dtype=torch.bool)
-            for token_id in vocabulary.code_ids:
-                code = vocabulary.id_to_code(token_id)
-                mask[token_id] = icd9.rules_for(code) != () and not icd9.is_valid_for(
-                    code, age, sex
-                )
-            cls._cache[key] = mask
-        return cls._cache[key]
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return scores.masked_fill(self.invalid.to(scores.device), -float("inf"))
-
-
-def build_processors(
-    vocabulary: Vocabulary,
-    ages: Sequence[float],
-    sexes: Sequence[str],
-    *,
-    no_duplicates: str = "visit",
-    validity: bool = False,
-    grammar: bool = True,
-) -> LogitsProcessorList:
-    """The processors for one batch, in the order they apply."""
-    if no_duplicates not in DUPLICATE_SCOPES:
-        raise ValueError(f"no_duplicates must be one of {DUPLICATE_SCOPES}, got {no_duplicates!r}")
-    processors = LogitsProcessorList()
-    if grammar:
-        processors.append(PatientGrammarProcessor(vocabulary))
-    if no_duplicates != "none":
-        processors.append(NoRepeatCodeProcessor(vocabulary, no_duplicates))
-    if validity:
-        processors.append(ValidityProcessor(vocabulary, ages, sexes))
-    return processors
 
 
 def demographics_tensors(
@@ -228,6 +109,36 @@ def _visit_ages(age: float, n_visits: int, gaps: np.ndarray | None, rng, subject
 
 
 @torch.no_grad()
+def sample_sequences(
+    model,
+    x_num: torch.Tensor,
+    x_cat: torch.Tensor,
+    processors: LogitsProcessorList,
+    *,
+    max_new_tokens: int | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    guidance: float | None = None,
+) -> torch.Tensor:
+    """Token ids ``[batch, 1 + steps]`` from ``model.generate``: ``processors`` first, then
+    :func:`sampling_processors` draws each token (greedy decoding picks the one it leaves).
+    Every row stops at ``</patient>``; the batch runs until its longest record ends."""
+    return model.generate(
+        x_num=x_num,
+        x_cat=x_cat,
+        guidance_scale=guidance,
+        do_sample=False,
+        max_new_tokens=max_new_tokens or model.config.max_sequence_length - 1,
+        logits_processor=LogitsProcessorList(
+            [*processors, *sampling_processors(temperature, top_k, top_p)]
+        ),
+        pad_token_id=PAD_ID,
+        eos_token_id=EOS_ID,
+        decoder_start_token_id=BOS_ID,
+    )
+
+
 def generate_patients(
     model,
     vocabulary: Vocabulary,
@@ -249,7 +160,8 @@ def generate_patients(
     outcomes=None,
     visit_gaps=None,
 ) -> Cohort:
-    """Sample one patient per (age, sex) with the KV-cached ``model.generate``.
+    """Sample one patient per (age, sex) with the KV-cached ``model.generate``, in batches
+    (:func:`sample_sequences`: the patient grammar, the duplicate ban, ``validity``'s mask).
 
     The model writes no time. ``visit_gaps`` (years, e.g. :func:`cohort_visit_gaps` of the
     training split; ``Run.visit_gaps()``) gives each later visit of a patient a gap drawn from
@@ -280,21 +192,18 @@ def generate_patients(
         x_num, x_cat = demographics_tensors(
             batch_ages, batch_sexes, normalizer, model.device, labels[start : start + batch_size]
         )
-        sequences = model.generate(
-            x_num=x_num,
-            x_cat=x_cat,
-            guidance_scale=guidance,
-            do_sample=True,
-            temperature=temperature,
-            top_k=top_k if top_k is not None else 0,
-            top_p=top_p if top_p is not None else 1.0,
-            max_new_tokens=max_new_tokens or model.config.max_sequence_length - 1,
-            logits_processor=build_processors(
+        sequences = sample_sequences(
+            model,
+            x_num,
+            x_cat,
+            build_processors(
                 vocabulary, batch_ages, batch_sexes, no_duplicates=no_duplicates, validity=validity
             ),
-            pad_token_id=PAD_ID,
-            eos_token_id=EOS_ID,
-            decoder_start_token_id=BOS_ID,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            guidance=guidance,
         )
         for offset, ids in enumerate(sequences.tolist()):
             age, sex = batch_ages[offset], batch_sexes[offset]
@@ -334,10 +243,14 @@ def naive_generate(
     model, x_num: torch.Tensor, x_cat: torch.Tensor, max_new_tokens: int, processors=None
 ) -> torch.Tensor:
     """A manual sampling loop without any cache: every step re-runs the whole model
-    (encoder and decoder) on the whole sequence so far, as the original project's loop did.
+    (encoder and decoder) on the whole sequence so far, as the original project's loop did,
+    and draws with ``torch.multinomial`` (as ``generate(do_sample=True)`` does). When
+    ``processors`` end with an :class:`InverseCdfSampler` it has drawn the token already, and
+    the loop takes the one it left (as :func:`sample_sequences` does).
 
-    Kept for lesson 08 and the benchmark; :func:`generate_patients` is what to use.
+    Kept for lesson 08 and the benchmarks; :func:`generate_patients` is what to use.
     """
+    drawn_by_processor = bool(processors) and isinstance(processors[-1], InverseCdfSampler)
     model.eval()
     device = model.device
     x_num, x_cat = x_num.to(device), x_cat.to(device)
@@ -354,7 +267,10 @@ def naive_generate(
         ).logits[:, -1]
         if processors is not None:
             logits = processors(sequences, logits)
-        next_tokens = torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(1)
+        if drawn_by_processor:
+            next_tokens = logits.argmax(dim=-1)
+        else:
+            next_tokens = torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(1)
         next_tokens = next_tokens.masked_fill(finished, PAD_ID)
         sequences = torch.cat([sequences, next_tokens[:, None]], dim=1)
         finished |= next_tokens.eq(EOS_ID)

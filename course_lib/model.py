@@ -30,6 +30,7 @@ from transformers.models.bart.modeling_bart import BartModel
 from transformers.utils import ModelOutput
 
 from course_lib import losses
+from course_lib.kv_cache import growing_cache
 from course_lib.model_config import (  # noqa: F401 (re-exported: lessons import them here)
     AUX_HEAD_KINDS,
     AUX_HIDDEN,
@@ -403,6 +404,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             input_ids, attention_mask, x_num, x_cat
         )
         kwargs.setdefault("max_new_tokens", self.config.max_sequence_length - 1)
+        kwargs.setdefault("cache", kwargs.pop("past_key_values", None) or growing_cache())
         return super().generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
             attention_mask=attention_mask,
@@ -416,9 +418,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The encoder's output for generation (one ``<mask>`` when ``input_ids`` is None)."""
         if input_ids is None:
-            input_ids = torch.full(
-                (x_num.shape[0], 1), MASK_ID, dtype=torch.long, device=self.device
-            )
+            input_ids = torch.full((len(x_num), 1), MASK_ID, dtype=torch.long, device=self.device)
         return self.encode(
             input_ids.to(self.device),
             None if attention_mask is None else attention_mask.to(self.device),

@@ -140,11 +140,13 @@ class GuidanceLogitsProcessor(LogitsProcessor):
 
     ``PromptBart.generate(guidance_scale=s)`` runs ``2 * batch`` rows per step: the
     conditional rows, then the same rows with the demographics replaced by the learned
-    "unknown" value. This processor (it must come first) returns ``batch`` rows::
+    "unknown" value. This processor (it must come first) returns ``batch`` rows of logits::
 
-        guided = log_softmax(uncond) + s * (log_softmax(cond) - log_softmax(uncond))
+        guided = uncond + s * (cond - uncond)
 
-    ``s = 1`` is the conditional model; ``s > 1`` pushes further from what the model would
+    Their softmax is that of the same mix of log-probabilities, ``log_softmax(uncond) + s *
+    (log_softmax(cond) - log_softmax(uncond))``: the normalisers are one constant per row, and
+    a softmax ignores constants (so the processor skips two log-softmaxes per step). ``s = 1`` is the conditional model; ``s > 1`` pushes further from what the model would
     write for anyone, towards what is specific to these demographics.
     """
 
@@ -159,5 +161,5 @@ class GuidanceLogitsProcessor(LogitsProcessor):
                 f"GuidanceLogitsProcessor expects 2 x {input_ids.shape[0]} rows of scores "
                 f"(conditional then unconditional), got {scores.shape[0]}"
             )
-        conditional, unconditional = scores.float().log_softmax(dim=-1).chunk(2, dim=0)
+        conditional, unconditional = scores.float().chunk(2, dim=0)
         return unconditional + self.guidance_scale * (conditional - unconditional)

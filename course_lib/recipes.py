@@ -49,6 +49,7 @@ CODE_MODULES = (
     "outcome_prompts.py",
     "model_config.py",
     "model.py",
+    "kv_cache.py",
     "prompts.py",
     "losses.py",
     "weighting.py",
@@ -57,6 +58,7 @@ CODE_MODULES = (
     "training.py",
     "checkpoint.py",
     "sample_check.py",
+    "processors.py",
     "generation.py",
 )
 # What those modules import but does not change a run's numbers: messages and argument

@@ -24,8 +24,8 @@ from course_lib.evaluation.diversity import (
     mode_collapse_alarms,
     top_code_share,
 )
-from course_lib.generation import SEX_ORDER, build_processors
-from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID, Vocabulary
+from course_lib.generation import SEX_ORDER, build_processors, sample_sequences
+from course_lib.tokens import Vocabulary
 from course_lib.training import EpochCallback, EpochContext
 
 
@@ -63,16 +63,12 @@ def sample_check(
     model.eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        sequences = model.generate(
-            x_num=x_num.to(device),
-            x_cat=x_cat.to(device),
-            do_sample=True,
-            top_k=0,
+        sequences = sample_sequences(
+            model,
+            x_num.to(device),
+            x_cat.to(device),
+            build_processors(vocabulary, [], []),
             max_new_tokens=max_new_tokens,
-            logits_processor=build_processors(vocabulary, [], []),
-            pad_token_id=PAD_ID,
-            eos_token_id=EOS_ID,
-            decoder_start_token_id=BOS_ID,
         )
     model.train(was_training)
     sexes = [int(dataset.x_cat[i][0]) for i in picked]

@@ -25,8 +25,9 @@ def test_guidance_processor_matches_a_hand_computation():
     out = GuidanceLogitsProcessor(3.0)(torch.zeros(1, 4, dtype=torch.long), scores)
     log_c = [2 - math.log(math.exp(2) + 2), -math.log(math.exp(2) + 2), -math.log(math.exp(2) + 2)]
     log_u = [-math.log(2 + math.e), -math.log(2 + math.e), 1 - math.log(2 + math.e)]
-    by_hand = [u + 3.0 * (c - u) for c, u in zip(log_c, log_u, strict=True)]
-    assert torch.allclose(out, torch.tensor([by_hand]), atol=1e-6)
+    by_hand = [u + 3.0 * (c - u) for c, u in zip(log_c, log_u, strict=True)]  # log-probabilities
+    assert torch.allclose(out.softmax(-1), torch.tensor([by_hand]).softmax(-1), atol=1e-6)
+    assert torch.allclose(out, unconditional + 3.0 * (conditional - unconditional))  # logits
     one = GuidanceLogitsProcessor(1.0)(torch.zeros(1, 4, dtype=torch.long), scores)
     assert torch.allclose(one.softmax(-1), conditional.softmax(-1))
     with pytest.raises(ValueError, match="2 x 2 rows"):

@@ -120,12 +120,16 @@ def test_generate_patients_respects_duplicates_and_validity():
     assert [p.codes for p in again] == [p.codes for p in cohort]
 
 
+def small_model(vocabulary):
+    """A seeded random-init model small enough for token-by-token comparisons."""
+    torch.manual_seed(0)
+    shape = dict(d_model=32, attention_heads=2, ffn_dim=64)
+    return build_model(vocabulary, get_preset("tiny"), **shape).eval()
+
+
 def test_naive_loop_gives_the_same_greedy_tokens_as_generate():
     vocabulary = make_vocabulary()
-    torch.manual_seed(0)
-    model = build_model(
-        vocabulary, get_preset("tiny"), d_model=32, attention_heads=2, ffn_dim=64
-    ).eval()
+    model = small_model(vocabulary)
     x_num, x_cat = torch.tensor([[0.3], [-1.0]]), torch.tensor([[0], [1]])
     torch.manual_seed(3)
     naive = naive_generate(model, x_num, x_cat, max_new_tokens=12)
