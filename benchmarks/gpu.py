@@ -86,6 +86,8 @@ def training_throughput(model, batch: int, length: int, steps: int, dtype) -> di
 
 
 def generation_throughput(model, batch: int, new_tokens: int, dtype) -> float:
+    """Patients/s of the library's path (KV cache, inverse-CDF draw: ``sample_sequences``)."""
+    from course_lib.generation import sampling_processors
     from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID
 
     model.eval()
@@ -94,7 +96,8 @@ def generation_throughput(model, batch: int, new_tokens: int, dtype) -> float:
     kwargs = dict(
         x_num=x_num,
         x_cat=x_cat,
-        do_sample=True,
+        do_sample=False,
+        logits_processor=sampling_processors(),
         max_new_tokens=new_tokens,
         min_new_tokens=new_tokens,
         pad_token_id=PAD_ID,

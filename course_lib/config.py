@@ -119,7 +119,8 @@ class TrainConfig:
     max_steps: int | None = setting(None, "optimizer steps; overrides --epochs", low=1)
     max_minutes: float | None = setting(
         None,
-        "stop after this many minutes of training (the schedule still spans the full budget)",
+        "stop after this many minutes of training (the schedule still spans the full budget; "
+        "a resumed run counts from its resume)",
         low=0.0,
     )
     batch_size: int | None = setting(None, "patients per micro-batch", low=1)

@@ -163,7 +163,8 @@ class InverseCdfSampler(LogitsProcessor):
     """
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        cdf = scores.float().softmax(dim=-1).double().cumsum(dim=-1)  # float64: many small terms
+        wide = torch.float32 if scores.device.type == "mps" else torch.float64  # MPS: no float64
+        cdf = scores.float().softmax(dim=-1).to(wide).cumsum(dim=-1)  # many small terms
         total = cdf[:, -1:]
         if bool(total.isnan().any()):  # a row of -inf has no softmax
             row = int(total.isnan().nonzero()[0, 0])
