@@ -62,3 +62,12 @@ def growing_cache() -> EncoderDecoderCache:
     """An encoder-decoder cache for ``generate(cache=...)``: growing self-attention layers;
     the cross-attention keys and values are written once, so they keep the usual layer."""
     return EncoderDecoderCache(Cache(layer_class_to_replicate=GrowingLayer), DynamicCache())
+
+
+def use_growing_cache(generate_kwargs: dict) -> None:
+    """Give ``generate``'s keyword arguments a growing cache unless the caller passed one, as
+    ``cache`` or as the older ``past_key_values`` (an empty cache is falsy: test for None)."""
+    given = generate_kwargs.pop("cache", None)
+    if given is None:
+        given = generate_kwargs.pop("past_key_values", None)
+    generate_kwargs["cache"] = growing_cache() if given is None else given

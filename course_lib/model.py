@@ -30,7 +30,7 @@ from transformers.models.bart.modeling_bart import BartModel
 from transformers.utils import ModelOutput
 
 from course_lib import losses
-from course_lib.kv_cache import growing_cache
+from course_lib.kv_cache import use_growing_cache
 from course_lib.model_config import (  # noqa: F401 (re-exported: lessons import them here)
     AUX_HEAD_KINDS,
     AUX_HIDDEN,
@@ -404,7 +404,7 @@ class PromptBart(PreTrainedModel, GenerationMixin):
             input_ids, attention_mask, x_num, x_cat
         )
         kwargs.setdefault("max_new_tokens", self.config.max_sequence_length - 1)
-        kwargs.setdefault("cache", kwargs.pop("past_key_values", None) or growing_cache())
+        use_growing_cache(kwargs)
         return super().generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
             attention_mask=attention_mask,

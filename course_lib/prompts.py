@@ -146,7 +146,9 @@ class GuidanceLogitsProcessor(LogitsProcessor):
 
     Their softmax is that of the same mix of log-probabilities, ``log_softmax(uncond) + s *
     (log_softmax(cond) - log_softmax(uncond))``: the normalisers are one constant per row, and
-    a softmax ignores constants (so the processor skips two log-softmaxes per step). ``s = 1`` is the conditional model; ``s > 1`` pushes further from what the model would
+    a softmax ignores constants (so the processor skips two log-softmaxes per step).
+
+    ``s = 1`` is the conditional model; ``s > 1`` pushes further from what the model would
     write for anyone, towards what is specific to these demographics.
     """
 

@@ -18,7 +18,8 @@
 # # 08 · Generating patients
 #
 # **Objectives.** After this lesson you can sample synthetic patients from a trained model with
-# `model.generate()` and say why it is faster than a hand-written token loop; you can predict
+# `model.generate()` and say why it is faster than a hand-written token loop; you can draw a
+# token from a softmax with one uniform number (inverse transform sampling); you can predict
 # what temperature, top-k and top-p sampling do to the diversity of the generated codes; you
 # know what `no_repeat_ngram_size=1` wrongly forbids in a patient record and what to use
 # instead; and you can constrain decoding with the {term}`MCE` age and sex rules through a
@@ -793,3 +794,23 @@ max_visits_done = check_max_visits(MaxVisitsProcessor)
 # %% [markdown]
 # 3. **Temperature and validity.** Does a higher temperature raise the MCE violation rate of the
 #    unconstrained generator? Generate at $T = 1.3$ and compare with the table above.
+#
+# 4. **The Gumbel-max draw.** Adding independent Gumbel noise $g_i = -\log(-\log u_i)$, with
+#    $u_i$ uniform, to the logits and taking the argmax draws token $i$ with probability
+#    $\mathrm{softmax}(z)_i$. Write `GumbelMaxSampler`, a `LogitsProcessor` that draws this way
+#    and, like `InverseCdfSampler`, leaves only the drawn token with a finite score. How many
+#    random numbers does it use per patient and step, against the inverse CDF's one?
+
+# %%
+from course_lib.exercises.lesson08 import check_gumbel_sampler
+
+
+# TODO: write your answer in place of the stub's raise.
+class GumbelMaxSampler(LogitsProcessor):
+    """Draw one token per row by argmax(scores + Gumbel noise); leave only it finite."""
+
+    def __call__(self, input_ids, scores):
+        raise NotImplementedError("TODO: draw one token per row by the Gumbel-max trick")
+
+
+gumbel_sampler_done = check_gumbel_sampler(GumbelMaxSampler)

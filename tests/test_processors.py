@@ -6,11 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 from scipy import stats
-from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-from transformers.cache_utils import DynamicCache
+from transformers import (
+    LogitsProcessorList,
+    SuppressTokensLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from course_lib.generation import naive_generate
-from course_lib.kv_cache import MIN_CAPACITY, GrowingLayer, growing_cache
+from course_lib.kv_cache import MIN_CAPACITY, GrowingLayer, growing_cache, use_growing_cache
 from course_lib.processors import InverseCdfSampler, sampling_processors
 from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID
 from tests.test_generation import make_vocabulary, small_model
@@ -114,20 +120,42 @@ def test_generate_with_the_growing_cache_writes_the_same_tokens():
         x_cat=x_cat,
         do_sample=False,
         max_new_tokens=70,  # past the first buffer's 64 positions
-        logits_processor=sampling_processors(),
+        logits_processor=full_length(),
         pad_token_id=PAD_ID,
         eos_token_id=EOS_ID,
         decoder_start_token_id=BOS_ID,
     )
     torch.manual_seed(5)
     default = model.generate(**options)  # PromptBart's default: the growing cache
+    plain = _plain_cache()  # empty, hence falsy: it must still be the cache generate uses
     torch.manual_seed(5)
-    dynamic = model.generate(**options, cache=_plain_cache())
+    dynamic = model.generate(**options, cache=plain)
+    assert type(plain.self_attention_cache.layers[0]) is DynamicLayer
+    assert plain.get_seq_length() > MIN_CAPACITY  # filled by that call, past a first buffer
     torch.manual_seed(5)
-    naive = naive_generate(model, x_num, x_cat, 70, sampling_processors())
+    naive = naive_generate(model, x_num, x_cat, 70, full_length())
     assert torch.equal(default, dynamic)
     length = min(default.shape[1], naive.shape[1])
     assert torch.equal(default[:, :length], naive[:, :length])  # same draws, no cache at all
+
+
+def test_generate_keeps_a_cache_the_caller_passes_by_either_name():
+    for name in ("cache", "past_key_values"):
+        given = _plain_cache()
+        arguments = {name: given}
+        use_growing_cache(arguments)
+        assert arguments == {"cache": given}
+    arguments = {}
+    use_growing_cache(arguments)
+    assert isinstance(arguments["cache"].self_attention_cache.layers, list)
+    assert arguments["cache"].self_attention_cache.layer_class_to_replicate is GrowingLayer
+
+
+def full_length() -> LogitsProcessorList:
+    """No ``</patient>`` or padding, then the draw: every row runs to ``max_new_tokens``."""
+    return LogitsProcessorList(
+        [SuppressTokensLogitsProcessor([EOS_ID, PAD_ID]), *sampling_processors()]
+    )
 
 
 def _plain_cache():

@@ -1,14 +1,16 @@
-"""Lesson 08's exercises: two new logits processors for generation (lesson 08).
+"""Lesson 08's exercises: two new logits processors for generation and a sampler (lesson 08).
 
-Both checks call the learner's class on small hand-made batches (a six-code vocabulary, flat
-scores) and compare the banned tokens with what the exercise asks, row by row; the chapter ban
-is also run inside a ``LogitsProcessorList`` after :class:`PatientGrammarProcessor`, as
-``generate_patients`` would chain it.
+The processor checks call the learner's class on small hand-made batches (a six-code
+vocabulary, flat scores) and compare the banned tokens with what the exercise asks, row by row;
+the chapter ban is also run inside a ``LogitsProcessorList`` after
+:class:`PatientGrammarProcessor`, as ``generate_patients`` would chain it. The sampler check
+draws 20,000 tokens from a five-token distribution and tests them against it (chi-square).
 """
 
 from __future__ import annotations
 
 import torch
+from scipy import stats
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from course_lib import icd9
@@ -29,8 +31,10 @@ def _banned(scores: torch.Tensor) -> list[set[int]]:
     return [set(torch.isinf(row).nonzero().flatten().tolist()) for row in scores]
 
 
-def _call(processor, input_ids: torch.Tensor, n_tokens: int, name: str) -> torch.Tensor:
-    scores = torch.zeros(input_ids.shape[0], n_tokens)
+def _call(processor, input_ids: torch.Tensor, n_tokens: int, name: str, scores=None):
+    """The learner's processor on ``scores`` (flat zeros by default), its output checked."""
+    if scores is None:
+        scores = torch.zeros(input_ids.shape[0], n_tokens)
     out = processor(input_ids, scores.clone())
     require(
         isinstance(out, torch.Tensor) and tuple(out.shape) == tuple(scores.shape),
@@ -128,3 +132,40 @@ def check_max_visits(processor_class) -> bool:
                 f"{sorted(expected)} (<visit> is id {V})",
             )
     return passed(name, "bans <visit> exactly when max_visits visits are closed")
+
+
+_DRAW_LOGITS = (1.0, 0.0, -float("inf"), 2.0, -1.0)  # the third token is masked
+
+
+@exercise_check
+def check_gumbel_sampler(sampler_class) -> bool:
+    """One finite score per row, never a masked token, and the softmax's frequencies."""
+    name = "gumbel_sampler"
+    if sampler_class is None:
+        return not_attempted(name, "write GumbelMaxSampler()")
+    sampler = sampler_class()
+    require(isinstance(sampler, LogitsProcessor), name, "the class must subclass LogitsProcessor")
+    n = 20_000
+    scores = torch.tensor([_DRAW_LOGITS]).expand(n, -1).clone()
+    torch.manual_seed(0)
+    out = _call(sampler, torch.zeros(n, 1, dtype=torch.long), len(_DRAW_LOGITS), name, scores)
+    finite = torch.isfinite(out)
+    require(
+        bool(finite.sum(dim=1).eq(1).all()),
+        name,
+        "leave exactly one finite score per row (the drawn token) and -inf everywhere else, "
+        f"got {sorted(set(finite.sum(dim=1).tolist()))} finite scores per row",
+    )
+    counts = torch.bincount(out.argmax(dim=1), minlength=len(_DRAW_LOGITS))
+    require(counts[2] == 0, name, f"the masked token (score -inf) was drawn {int(counts[2])} times")
+    probabilities = torch.tensor(_DRAW_LOGITS, dtype=torch.float64).softmax(-1)
+    kept = probabilities > 0
+    expected = (probabilities[kept] * n).numpy()
+    p_value = stats.chisquare(counts[kept].double().numpy(), expected).pvalue
+    require(
+        p_value > 1e-3,
+        name,
+        f"20,000 draws: {counts[kept].tolist()}, the softmax expects "
+        f"{[round(e) for e in expected]} (chi-square p = {p_value:.2g})",
+    )
+    return passed(name, f"20,000 draws fit the softmax (chi-square p = {p_value:.2f})")

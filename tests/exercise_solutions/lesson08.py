@@ -8,7 +8,12 @@ import torch
 from transformers import LogitsProcessor
 
 from course_lib import icd9
-from course_lib.exercises.lesson08 import _MENTAL, check_chapter_ban, check_max_visits
+from course_lib.exercises.lesson08 import (
+    _MENTAL,
+    check_chapter_ban,
+    check_gumbel_sampler,
+    check_max_visits,
+)
 from course_lib.tokens import EOS_ID, VISIT_END_ID, VISIT_START_ID, Vocabulary
 from exercise_solutions import Exercise
 
@@ -85,11 +90,47 @@ class _CountsOpenedVisits(SolutionMaxVisitsProcessor):
         return scores
 
 
+# --- Exercise 4: the Gumbel-max draw -------------------------------------------------------
+
+
+class SolutionGumbelMaxSampler(LogitsProcessor):
+    """argmax(scores + Gumbel noise) is a draw from softmax(scores); leave only that token."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        uniform = torch.rand_like(scores).clamp_min(torch.finfo(scores.dtype).tiny)
+        token = (scores - (-uniform.log()).log()).argmax(dim=-1, keepdim=True)
+        return torch.full_like(scores, -float("inf")).scatter_(1, token, 0.0)
+
+
+class _Greedy(SolutionGumbelMaxSampler):
+    def __call__(self, input_ids, scores):
+        token = scores.argmax(dim=-1, keepdim=True)
+        return torch.full_like(scores, -float("inf")).scatter_(1, token, 0.0)
+
+
+class _UniformNoise(SolutionGumbelMaxSampler):
+    def __call__(self, input_ids, scores):
+        token = (scores + torch.rand_like(scores)).argmax(dim=-1, keepdim=True)
+        return torch.full_like(scores, -float("inf")).scatter_(1, token, 0.0)
+
+
+class _NoisyScores(SolutionGumbelMaxSampler):
+    def __call__(self, input_ids, scores):
+        return scores - (-torch.rand_like(scores).log()).log()
+
+
 class _StubChapterBanProcessor(LogitsProcessor):
     """What lesson 08 ships (both exercises)."""
 
     def __init__(self, *args, **kwargs):
         raise NotImplementedError("TODO: write __init__ and __call__")
+
+
+class _StubGumbelMaxSampler(LogitsProcessor):
+    """What lesson 08 ships for exercise 4."""
+
+    def __call__(self, input_ids, scores):
+        raise NotImplementedError("TODO: draw one token per row by the Gumbel-max trick")
 
 
 EXERCISES = [
@@ -106,5 +147,12 @@ EXERCISES = [
         SolutionMaxVisitsProcessor,
         stub=_StubChapterBanProcessor,
         wrong_answers=(_OffByOne, _BansEndOfPatient, _CountsOpenedVisits),
+    ),
+    Exercise(
+        "gumbel_sampler",
+        check_gumbel_sampler,
+        SolutionGumbelMaxSampler,
+        stub=_StubGumbelMaxSampler,
+        wrong_answers=(_Greedy, _UniformNoise, _NoisyScores),
     ),
 ]
