@@ -26,9 +26,10 @@ way through a 2,000-step schedule while everything generated kept improving to t
 decay (issue 11's notes give the figures, from a one-off diagnostic that scored the candidate
 every 1,000 steps; compare ``--keep best`` with ``--keep last`` to see it here).
 
-The course's default recipe is ``validity_log_add`` (prompts on both sides, the decoder
-vector, the log-hinge validity term at weight 1); ``validity_add_100`` and ``validity_add``
-are the unlikelihood form at weight 100 and 10, the defaults before it.
+The course's default recipe is ``validity_log_add``: prompts on both sides, the decoder vector
+and the log-hinge validity term at weight 1. ``validity_log_add_0.3`` and ``validity_log_add_3``
+weigh that term 0.3 and 3. ``validity_add_100`` and ``validity_add`` are the unlikelihood form
+at weight 100 and 10, the defaults before it.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ def _validity(weight: float) -> dict:
     return {"weights": AUX | {"validity": weight}, "extra": ("validity",)}
 
 
+def _validity_log(weight: float) -> dict:
+    return {"weights": AUX | {"validity_log": weight}, "extra": ("validity_log",)}
+
+
 VALIDITY_WEIGHT = 10.0  # the first default weight of the unlikelihood form (issue 11's notes)
 CANDIDATES: dict[str, Candidate] = {
     "base": Candidate(),
@@ -90,10 +95,10 @@ CANDIDATES: dict[str, Candidate] = {
     "validity_add": Candidate(model={"decoder_prompt_add": True}, **_validity(VALIDITY_WEIGHT)),
     "validity_add_100": Candidate(model={"decoder_prompt_add": True}, **_validity(100.0)),
     "validity_log_add": Candidate(
-        model={"decoder_prompt_add": True},
-        weights=AUX | {"validity_log": 1.0},
-        extra=("validity_log",),
-    ),
+        model={"decoder_prompt_add": True}, **_validity_log(1.0)
+    ),  # the default
+    "validity_log_add_0.3": Candidate(model={"decoder_prompt_add": True}, **_validity_log(0.3)),
+    "validity_log_add_3": Candidate(model={"decoder_prompt_add": True}, **_validity_log(3.0)),
     "validity_add_cfg": Candidate(
         model={"decoder_prompt_add": True, "condition_dropout": 0.1},
         guidance=1.5,

@@ -123,3 +123,17 @@ def test_group_fidelity_and_demographic_mass_on_hand_made_cohorts():
     assert mass["newborn_code_share_newborns"] == pytest.approx(1.0)  # V3000 and 7742
     assert mass["newborn_code_share_adults"] == 0.0
     assert mass["sex_violation_rate_all_female"] == pytest.approx(12 / 72)  # 60000 in women
+
+
+def test_the_speed_benchmark_times_both_loops_over_the_same_steps(small_setup):
+    """benchmarks/conditioning.py's like-for-like timing: the naive loops run exactly as many
+    steps as the library's guided batch took, so the ratios compare equal work."""
+    from benchmarks.conditioning import generation_speed
+
+    cohort, vocabulary, normalizer = small_setup
+    model = tiny_model(vocabulary, normalizer, condition_dropout=0.2, max_sequence_length=24)
+    ages, sexes = [0.0, 30.0, 70.0], ["F", "M", "M"]
+    speed = generation_speed(model, vocabulary, normalizer, ages, sexes, guidance=1.5, seed=0)
+    assert set(speed) == {"speed_steps", "naive_p/s", "speedup", "speedup_same_draw"}
+    assert 1 <= speed["speed_steps"] <= 23
+    assert all(speed[key] > 0 and math.isfinite(speed[key]) for key in speed)
