@@ -86,29 +86,22 @@ def training_throughput(model, batch: int, length: int, steps: int, dtype) -> di
 
 
 def generation_throughput(model, batch: int, new_tokens: int, dtype) -> float:
-    """Patients/s of the library's path (KV cache, inverse-CDF draw: ``sample_sequences``)."""
-    from course_lib.generation import sampling_processors
-    from course_lib.tokens import BOS_ID, EOS_ID, PAD_ID
+    """Patients/s of the library's path (``sample_sequences``: KV cache, inverse-CDF draw), every
+    row writing ``new_tokens`` tokens (end and padding suppressed, as in ``model_speed``)."""
+    from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
+
+    from course_lib.generation import sample_sequences
+    from course_lib.tokens import EOS_ID, PAD_ID
 
     model.eval()
     x_num = torch.randn(batch, 1, device="cuda")
     x_cat = torch.randint(0, 2, (batch, 1), device="cuda")
-    kwargs = dict(
-        x_num=x_num,
-        x_cat=x_cat,
-        do_sample=False,
-        logits_processor=sampling_processors(),
-        max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        decoder_start_token_id=BOS_ID,
-    )
+    full_length = LogitsProcessorList([SuppressTokensLogitsProcessor([EOS_ID, PAD_ID])])
     with torch.autocast("cuda", dtype=dtype):
-        model.generate(**(kwargs | {"max_new_tokens": 8, "min_new_tokens": 8}))
+        sample_sequences(model, x_num, x_cat, full_length, max_new_tokens=8)  # warm-up
         torch.cuda.synchronize()
         started = time.perf_counter()
-        model.generate(**kwargs)
+        sample_sequences(model, x_num, x_cat, full_length, max_new_tokens=new_tokens)
         torch.cuda.synchronize()
     return batch / (time.perf_counter() - started)
 

@@ -631,7 +631,8 @@ glue("l06_last_heads_share", last_step["terms.age.share"] + last_step["terms.sex
 # - Every term is declared once in `losses.LOSS_TERMS` (name, mean over tokens or patients,
 #   optional or not). Two validity terms act on the mass `q_t` on the codes the MCE rules
 #   forbid for the patient: the unlikelihood `-log(1 - q_t)`, whose pull fades with `q_t`,
-#   and the default `validity_log`, `max(0, log q_t - log 1e-4)`, whose pull does not.
+#   and the default `validity_log`, `max(0, log q_t - log f)` with `f` =
+#   {glue:text}`l06_validity_floor`, whose pull does not.
 # - `train()` is {glue:text}`l06_train_lines` lines: setup, then a loop of named steps (train
 #   step, log, checkpoint, end of epoch with its callbacks) that writes a `Run` folder; in a
 #   {glue:text}`l06_live_steps`-step live run the LM and validity terms fall beyond their

@@ -82,10 +82,7 @@ def test_sampling_processors_are_transformers_warpers_in_generate_order():
 
 
 def _drawn(logits: torch.Tensor, processors, n: int = 200) -> torch.Tensor:
-    scores = logits.expand(n, -1).clone()
-    for processor in processors:
-        scores = processor(NO_INPUT.expand(n, 1), scores)
-    return scores.argmax(dim=1)
+    return processors(NO_INPUT.expand(n, 1), logits.expand(n, -1).clone()).argmax(dim=1)
 
 
 def test_growing_layer_keeps_the_same_keys_as_the_dynamic_layer():
